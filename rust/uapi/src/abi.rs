@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT
+
+//! User-space API of the dmapingpong exporter, version 1.
+//!
+//! This file is the single definition of the ABI. The kernel driver includes it
+//! (`rust/driver/dmapingpong.rs`), the user-space crate `dmapingpong-uapi`
+//! re-exports it, and `include/dmapingpong.h` is the C header for C users,
+//! checked against this file by the crate's tests.
+//!
+//! All ioctls are issued on an open file of `/dev/dmapingpong` (mode 0660).
+//! Every argument structure has a fixed size (a multiple of 8 bytes, no
+//! implicit padding), carries no kernel pointers, and ends in `reserved`
+//! fields that must be zero on input (`-EINVAL` otherwise); `flags` fields
+//! reject unknown bits with `-EINVAL`. The reason of every `-EINVAL` is logged
+//! by the driver (rate-limited). The ioctl numbers encode the structure size,
+//! so a structure that grows gets a new number.
+//!
+//! Fences follow `Documentation/driver-api/dma-buf.rst`: each open file of the
+//! device is one fence context (timeline) whose seqnos increase by one per
+//! fence. Fences are handed to user space as sync_file fds
+//! (`include/uapi/linux/sync_file.h`), which support `poll()` and
+//! `SYNC_IOC_FILE_INFO`. A fence must be signalled by the file that created it,
+//! in seqno order; when that file is released, every fence it left pending is
+//! signalled with `-ECANCELED`, so that waiters wake with an error.
+//!
+//! Buffers are dma-bufs (`include/uapi/linux/dma-buf.h`): `mmap()` of the fd
+//! maps the buffer, `DMA_BUF_IOCTL_SYNC` brackets CPU access, `poll()` waits
+//! for the fences in the buffer's reservation (`POLLIN`: write fences,
+//! `POLLOUT`: all fences) and `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` /
+//! `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` move fences in and out of it.
+
+/// Version of this ABI, reported by [`DPP_IOCTL_GET_INFO`].
+pub const DPP_UAPI_VERSION: u32 = 1;
+
+/// ioctl type ("magic") of the device.
+pub const DPP_IOC_MAGIC: u8 = 0xD7;
+
+/// Flag: return the fd without `O_CLOEXEC` (the default is `O_CLOEXEC`).
+pub const DPP_FD_NO_CLOEXEC: u32 = 1 << 0;
+
+/// Fence usage: no buffer, the fence is only returned as a sync_file.
+pub const DPP_USAGE_NONE: u32 = 0;
+/// Fence usage: a write fence (`DMA_RESV_USAGE_WRITE`) of the buffer.
+pub const DPP_USAGE_WRITE: u32 = 1;
+/// Fence usage: a read fence (`DMA_RESV_USAGE_READ`) of the buffer.
+pub const DPP_USAGE_READ: u32 = 2;
+
+/// Largest errno a fence may be signalled with (`MAX_ERRNO`).
+pub const DPP_MAX_ERRNO: i32 = 4095;
+
+/// Output of [`DPP_IOCTL_GET_INFO`]. All sizes are in bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppInfo {
+    /// [`DPP_UAPI_VERSION`] of the driver.
+    pub version: u32,
+    /// CPU page size; buffer sizes are rounded up to it.
+    pub page_size: u32,
+    /// Size of the device's reserved-memory pool; no buffer is larger.
+    pub pool_size: u64,
+    /// Bytes of the pool held by live buffers of this device.
+    pub pool_used: u64,
+    /// Live buffers (dma-bufs) of this device.
+    pub buffers: u64,
+    /// Fences of this device created and not yet signalled.
+    pub fences_pending: u64,
+    /// Zero.
+    pub reserved: [u64; 3],
+}
+
+/// Argument of [`DPP_IOCTL_ALLOC`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppAlloc {
+    /// In: requested size in bytes, `1..=pool_size`. Out: the size rounded
+    /// up to whole pages.
+    pub size: u64,
+    /// In: `0` or [`DPP_FD_NO_CLOEXEC`].
+    pub flags: u32,
+    /// Out: the dma-buf fd (`O_RDWR`). The buffer is zero-filled.
+    pub fd: i32,
+    /// In: zero.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of [`DPP_IOCTL_CREATE_FENCE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppFenceCreate {
+    /// In: a dma-buf fd (of any exporter) to whose reservation the new fence
+    /// is added with `usage`, or `-1` for none.
+    pub dmabuf_fd: i32,
+    /// In: [`DPP_USAGE_WRITE`] or [`DPP_USAGE_READ`] with a dma-buf,
+    /// [`DPP_USAGE_NONE`] with `dmabuf_fd == -1`.
+    pub usage: u32,
+    /// In: `0` or [`DPP_FD_NO_CLOEXEC`].
+    pub flags: u32,
+    /// Out: a sync_file fd of the new, unsignalled fence.
+    pub fence_fd: i32,
+    /// Out: the fence context (one per open file of the device).
+    pub context: u64,
+    /// Out: the fence's seqno on that context (1, 2, ...).
+    pub seqno: u64,
+    /// In: zero.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of [`DPP_IOCTL_SIGNAL_FENCE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppFenceSignal {
+    /// In: a sync_file fd of a fence created on this open file, which must be
+    /// the oldest of its pending fences.
+    pub fence_fd: i32,
+    /// In: `0`, or a negative errno (`-DPP_MAX_ERRNO..=-1`) that the fence
+    /// carries to its waiters.
+    pub error: i32,
+    /// In: zero.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of [`DPP_IOCTL_WAIT_FENCE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppFenceWait {
+    /// In: a sync_file fd (of any fence).
+    pub fence_fd: i32,
+    /// In: zero.
+    pub flags: u32,
+    /// In: how long to wait, in nanoseconds; `0` only samples the state.
+    pub timeout_ns: u64,
+    /// Out: `0` if the fence signalled without error, else its negative errno.
+    pub status: i32,
+    /// In: zero.
+    pub pad: u32,
+    /// In: zero.
+    pub reserved: [u64; 2],
+}
+
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_NRSHIFT: u32 = 0;
+const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// `_IOC()` of `include/uapi/asm-generic/ioctl.h` (arm64, x86, riscv).
+const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    assert!(size < (1 << IOC_SIZESHIFT));
+    (dir << IOC_DIRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
+        | ((DPP_IOC_MAGIC as u32) << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+}
+
+/// Reads [`DppInfo`]. Errors: none besides `-EFAULT`.
+pub const DPP_IOCTL_GET_INFO: u32 = ioc(IOC_READ, 0x00, core::mem::size_of::<DppInfo>());
+
+/// Allocates a zero-filled buffer from the pool and returns it as a dma-buf.
+///
+/// Errors: `-EINVAL` (size 0 or larger than the pool, unknown flags, non-zero
+/// reserved), `-ENOMEM` (the pool has no room), `-EMFILE` (no free fd).
+pub const DPP_IOCTL_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x01, core::mem::size_of::<DppAlloc>());
+
+/// Creates a fence on this file's context, optionally adds it to a dma-buf's
+/// reservation, and returns it as a sync_file.
+///
+/// Errors: `-EINVAL` (bad usage/flags/reserved, `dmabuf_fd` not a dma-buf),
+/// `-EBADF` (`dmabuf_fd` not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
+pub const DPP_IOCTL_CREATE_FENCE: u32 =
+    ioc(IOC_READ | IOC_WRITE, 0x02, core::mem::size_of::<DppFenceCreate>());
+
+/// Signals a fence created on this file, optionally with an error.
+///
+/// Errors: `-EINVAL` (not a sync_file of this file's context, already
+/// signalled, an older fence of the context still pending, error out of
+/// range, non-zero reserved).
+pub const DPP_IOCTL_SIGNAL_FENCE: u32 = ioc(IOC_WRITE, 0x03, core::mem::size_of::<DppFenceSignal>());
+
+/// Waits for a sync_file's fence with a timeout and returns its status.
+///
+/// Errors: `-EINVAL` (not a sync_file, non-zero flags/reserved), `-ETIME`
+/// (the timeout expired first), `-EINTR`/`-ERESTARTSYS` (a signal arrived).
+pub const DPP_IOCTL_WAIT_FENCE: u32 =
+    ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<DppFenceWait>());
