@@ -149,7 +149,7 @@ const IOC_READ: u32 = 2;
 
 /// `_IOC()` of `include/uapi/asm-generic/ioctl.h` (arm64, x86, riscv).
 const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
-    assert!(size < (1 << IOC_SIZESHIFT));
+    assert!(size < (1 << IOC_SIZEBITS));
     (dir << IOC_DIRSHIFT)
         | ((size as u32) << IOC_SIZESHIFT)
         | ((DPP_IOC_MAGIC as u32) << IOC_TYPESHIFT)

@@ -1,0 +1,180 @@
+//! [`Device`]: an open file of `/dev/dmapingpong`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::ioctl::{Getter, Updater, ioctl};
+
+use crate::error::{Error, Result};
+use crate::fence::{Fence, FenceStatus, SyncFile};
+use crate::sys;
+use crate::{DmaBuf, uapi};
+
+/// How a fence is added to a dma-buf's reservation by
+/// [`Device::create_fence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// A write fence ([`uapi::DPP_USAGE_WRITE`]): `poll(POLLIN)` on the
+    /// dma-buf waits for it.
+    Write,
+    /// A read fence ([`uapi::DPP_USAGE_READ`]): only `poll(POLLOUT)` waits.
+    Read,
+}
+
+impl Usage {
+    fn raw(self) -> u32 {
+        match self {
+            Usage::Write => uapi::DPP_USAGE_WRITE,
+            Usage::Read => uapi::DPP_USAGE_READ,
+        }
+    }
+}
+
+/// An open file of the dmapingpong device: one fence context (timeline).
+///
+/// Closing it (dropping the value, or the process exiting) signals every
+/// fence it left pending with `ECANCELED`. Buffers allocated through it stay
+/// valid as long as their fds or mappings live.
+#[derive(Debug)]
+pub struct Device {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Device {
+    /// The device node created by the driver.
+    pub const DEFAULT_PATH: &'static str = "/dev/dmapingpong";
+
+    /// Opens the device node at `path` (read-write, close-on-exec).
+    pub fn open(path: impl AsRef<Path>) -> Result<Device> {
+        let path = path.as_ref().to_path_buf();
+        let fd = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::os("open", path.display().to_string(), e))?;
+        log::debug!("opened {}", path.display());
+        Ok(Device { fd, path })
+    }
+
+    /// The path the device was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, op: &'static str, errno: Errno) -> Error {
+        Error::os(op, self.path.display().to_string(), errno)
+    }
+
+    /// `DPP_IOCTL_GET_INFO`: version, page and pool sizes, usage counters.
+    pub fn info(&self) -> Result<uapi::DppInfo> {
+        // SAFETY: DPP_GET_INFO is `_IOR(DPP_IOC_MAGIC, 0, struct dpp_info)`
+        // and `DppInfo` is that structure (`#[repr(C)]`, checked against the
+        // C header); the kernel only writes `size_of::<DppInfo>()` bytes.
+        unsafe { ioctl(&self.fd, Getter::<{ sys::DPP_GET_INFO }, uapi::DppInfo>::new()) }
+            .map_err(|e| self.err("GET_INFO", e))
+    }
+
+    /// Allocates a zero-filled buffer of at least `size` bytes (rounded up
+    /// to whole pages) with a close-on-exec fd.
+    ///
+    /// Errors: `EINVAL` if `size` is 0 or larger than the pool, `ENOMEM` if
+    /// the pool has no room.
+    pub fn alloc(&self, size: u64) -> Result<DmaBuf> {
+        self.alloc_raw(uapi::DppAlloc { size, ..Default::default() })
+    }
+
+    /// `DPP_IOCTL_ALLOC` with the argument as given (`flags`, `reserved`
+    /// included, so that the driver's argument checks can be exercised).
+    pub fn alloc_raw(&self, mut arg: uapi::DppAlloc) -> Result<DmaBuf> {
+        // SAFETY: DPP_ALLOC is `_IOWR(DPP_IOC_MAGIC, 1, struct dpp_alloc)` and
+        // `arg` is a valid, exclusively borrowed `DppAlloc` for the call.
+        unsafe { ioctl(&self.fd, Updater::<{ sys::DPP_ALLOC }, uapi::DppAlloc>::new(&mut arg)) }
+            .map_err(|e| self.err("ALLOC", e))?;
+        // SAFETY: on success the kernel installed a new fd that nothing else
+        // owns; we take ownership of it exactly once.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.fd) };
+        log::debug!("allocated {} bytes as fd {}", arg.size, arg.fd);
+        Ok(DmaBuf::from_parts(fd, arg.size))
+    }
+
+    /// Creates a new unsignalled fence on this file's context, optionally
+    /// adding it to the reservation of a dma-buf (of any exporter) with the
+    /// given usage. The fence must later be [`signal`](Self::signal)led by
+    /// this device file, in creation order.
+    pub fn create_fence(&self, target: Option<(BorrowedFd<'_>, Usage)>) -> Result<Fence> {
+        let mut arg = uapi::DppFenceCreate { dmabuf_fd: -1, ..Default::default() };
+        if let Some((fd, usage)) = target {
+            arg.dmabuf_fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            arg.usage = usage.raw();
+        }
+        // SAFETY: DPP_CREATE_FENCE is `_IOWR(DPP_IOC_MAGIC, 2, struct
+        // dpp_fence_create)` and `arg` is a valid, exclusively borrowed
+        // `DppFenceCreate` for the call.
+        unsafe {
+            ioctl(&self.fd, Updater::<{ sys::DPP_CREATE_FENCE }, uapi::DppFenceCreate>::new(&mut arg))
+        }
+        .map_err(|e| self.err("CREATE_FENCE", e))?;
+        // SAFETY: on success the kernel installed a new sync_file fd that
+        // nothing else owns; we take ownership of it exactly once.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.fence_fd) };
+        log::debug!("created fence {}:{} as fd {}", arg.context, arg.seqno, arg.fence_fd);
+        Ok(Fence::new(SyncFile::from_fd(fd), arg.context, arg.seqno))
+    }
+
+    /// Signals `fence`, without error (`None`) or with `Some(errno)`, which
+    /// its waiters then see as the fence status.
+    ///
+    /// Errors: `EINVAL` if the fence was not created by this file, is already
+    /// signalled, or an older fence of this file is still pending.
+    pub fn signal(&self, fence: &Fence, error: Option<Errno>) -> Result<()> {
+        let mut arg = uapi::DppFenceSignal {
+            fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence.as_fd()),
+            error: error.map_or(0, |e| -e.raw_os_error()),
+            ..Default::default()
+        };
+        // SAFETY: DPP_SIGNAL_FENCE is `_IOW(DPP_IOC_MAGIC, 3, struct
+        // dpp_fence_signal)`; the kernel only reads the borrowed `arg`.
+        unsafe {
+            ioctl(&self.fd, Updater::<{ sys::DPP_SIGNAL_FENCE }, uapi::DppFenceSignal>::new(&mut arg))
+        }
+        .map_err(|e| self.err("SIGNAL_FENCE", e))?;
+        log::debug!("signalled fence {}:{} ({:?})", fence.context(), fence.seqno(), error);
+        Ok(())
+    }
+
+    /// `DPP_IOCTL_WAIT_FENCE`: waits up to `timeout` (nanosecond
+    /// resolution, `ZERO` samples) for any sync_file's fence.
+    ///
+    /// Returns [`FenceStatus::Pending`] if the timeout expired (`ETIME`).
+    pub fn wait_fence(&self, fence: impl AsFd, timeout: Duration) -> Result<FenceStatus> {
+        let mut arg = uapi::DppFenceWait {
+            fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence.as_fd()),
+            timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
+            ..Default::default()
+        };
+        loop {
+            // SAFETY: DPP_WAIT_FENCE is `_IOWR(DPP_IOC_MAGIC, 4, struct
+            // dpp_fence_wait)` and `arg` is a valid, exclusively borrowed
+            // `DppFenceWait` for the call.
+            let r = unsafe {
+                ioctl(&self.fd, Updater::<{ sys::DPP_WAIT_FENCE }, uapi::DppFenceWait>::new(&mut arg))
+            };
+            return match r {
+                Ok(()) if arg.status == 0 => Ok(FenceStatus::Signalled),
+                Ok(()) => Ok(FenceStatus::Error(Errno::from_raw_os_error(-arg.status))),
+                Err(Errno::TIME) => Ok(FenceStatus::Pending),
+                // A signal interrupted the wait; waiting the full timeout
+                // again errs on the side of waiting longer, never shorter.
+                Err(Errno::INTR) => continue,
+                Err(e) => Err(self.err("WAIT_FENCE", e)),
+            };
+        }
+    }
+}
+
+impl AsFd for Device {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

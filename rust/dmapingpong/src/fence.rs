@@ -1,0 +1,135 @@
+//! Fences as sync_file fds.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::ioctl::{Updater, ioctl};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// State of a fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FenceStatus {
+    /// Not signalled yet (or a wait timed out).
+    Pending,
+    /// Signalled without error.
+    Signalled,
+    /// Signalled with this error (e.g. `ECANCELED`: its creator went away).
+    Error(Errno),
+}
+
+/// `poll()`s one fd for `events` for up to `timeout`, restarting after
+/// signals with the remaining time. Returns whether any requested event (or
+/// an error condition) was reported.
+pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: PollFlags, timeout: Duration, what: &str) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = Timespec::try_from(left).map_err(|_| Error::InvalidArgument(format!("timeout {timeout:?}")))?;
+        let mut fds = [PollFd::from_borrowed_fd(fd, events)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(!fds[0].revents().is_empty()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(Error::os("poll", what, e)),
+        }
+    }
+}
+
+/// An owned sync_file fd (`include/uapi/linux/sync_file.h`): a handle to
+/// one or more DMA fences that can be polled and passed between processes.
+#[derive(Debug)]
+pub struct SyncFile {
+    fd: OwnedFd,
+}
+
+impl SyncFile {
+    /// Wraps an fd that must be a sync_file (e.g. received from a peer);
+    /// the kernel rejects other fds in [`status`](Self::status).
+    pub fn from_fd(fd: OwnedFd) -> SyncFile {
+        SyncFile { fd }
+    }
+
+    /// Waits with `poll(POLLIN)` up to `timeout` for the fence to signal,
+    /// then returns its [`status`](Self::status) ([`FenceStatus::Pending`]
+    /// on timeout).
+    pub fn wait(&self, timeout: Duration) -> Result<FenceStatus> {
+        if poll_fd(self.fd.as_fd(), PollFlags::IN, timeout, "sync_file")? {
+            self.status()
+        } else {
+            Ok(FenceStatus::Pending)
+        }
+    }
+
+    /// The fence's state from `SYNC_IOC_FILE_INFO` (status 1: signalled,
+    /// 0: active, negative: error).
+    pub fn status(&self) -> Result<FenceStatus> {
+        let mut info = sys::SyncFileInfo::default();
+        // SAFETY: SYNC_IOC_FILE_INFO is `_IOWR('>', 4, struct
+        // sync_file_info)` and `SyncFileInfo` mirrors that structure. With
+        // `num_fences == 0` the kernel does not follow `sync_fence_info`.
+        unsafe { ioctl(&self.fd, Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info)) }
+            .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        Ok(match info.status {
+            0 => FenceStatus::Pending,
+            s if s > 0 => FenceStatus::Signalled,
+            s => FenceStatus::Error(Errno::from_raw_os_error(-s)),
+        })
+    }
+}
+
+impl AsFd for SyncFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<SyncFile> for OwnedFd {
+    fn from(file: SyncFile) -> OwnedFd {
+        file.fd
+    }
+}
+
+/// A fence created by [`Device::create_fence`](crate::Device::create_fence):
+/// its sync_file plus its context and seqno.
+#[derive(Debug)]
+pub struct Fence {
+    file: SyncFile,
+    context: u64,
+    seqno: u64,
+}
+
+impl Fence {
+    pub(crate) fn new(file: SyncFile, context: u64, seqno: u64) -> Fence {
+        Fence { file, context, seqno }
+    }
+
+    /// The fence context: one per open file of the device.
+    pub fn context(&self) -> u64 {
+        self.context
+    }
+
+    /// The seqno on the context: 1 for the first fence, then +1 each.
+    pub fn seqno(&self) -> u64 {
+        self.seqno
+    }
+
+    /// The fence's sync_file.
+    pub fn sync_file(&self) -> &SyncFile {
+        &self.file
+    }
+
+    /// Gives up the context/seqno and keeps the sync_file.
+    pub fn into_sync_file(self) -> SyncFile {
+        self.file
+    }
+}
+
+impl AsFd for Fence {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}

@@ -1,0 +1,36 @@
+//! User-space library for `/dev/dmapingpong`, built on [`rustix`].
+//!
+//! * [`Device`]: an open file of the device, i.e. one fence context. It
+//!   allocates [`DmaBuf`]s and creates, signals and waits for [`Fence`]s
+//!   (ABI: [`dmapingpong_uapi`]).
+//! * [`DmaBuf`]: an owned dma-buf fd with its size. [`DmaBuf::mmap`] maps it
+//!   ([`Mapping`]); [`Mapping::begin`] brackets CPU access with
+//!   `DMA_BUF_IOCTL_SYNC` ([`CpuAccess`]). Polling and sync_file export follow
+//!   `include/uapi/linux/dma-buf.h`.
+//! * [`SyncFile`]: an owned sync_file fd (`include/uapi/linux/sync_file.h`),
+//!   waited for with `poll()` and queried with `SYNC_IOC_FILE_INFO`.
+//! * [`Channel`]: a connected Unix stream socket carrying typed [`Message`]s
+//!   and fds (`SCM_RIGHTS`) with receive timeouts.
+//! * [`pingpong`]: the two-process ping-pong engine over a [`Channel`], and
+//!   [`pattern`]: the data pattern it writes and verifies.
+//!
+//! Every blocking operation has a timeout; errors are [`Error`]s naming the
+//! operation and carrying the [`Errno`].
+
+mod buffer;
+mod channel;
+mod device;
+mod error;
+mod fence;
+pub mod pattern;
+pub mod pingpong;
+mod sys;
+
+pub use buffer::{Access, CpuAccess, DmaBuf, Mapping};
+pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
+pub use device::{Device, Usage};
+pub use dmapingpong_uapi as uapi;
+pub use error::{Error, ErrnoName, Result};
+pub use fence::{Fence, FenceStatus, SyncFile};
+pub use rustix::event::PollFlags;
+pub use rustix::io::Errno;

@@ -1,0 +1,71 @@
+//! Standard kernel uapi used on dma-buf and sync_file fds (Linux 6.18
+//! `include/uapi/linux/dma-buf.h` and `include/uapi/linux/sync_file.h`), and
+//! the ioctl opcodes of both those and `/dev/dmapingpong`.
+
+use rustix::ioctl::{Opcode, opcode};
+
+use dmapingpong_uapi as uapi;
+
+/// `struct dma_buf_sync`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DmaBufSync {
+    pub flags: u64,
+}
+
+/// `DMA_BUF_SYNC_READ`.
+pub(crate) const DMA_BUF_SYNC_READ: u64 = 1;
+/// `DMA_BUF_SYNC_WRITE`.
+pub(crate) const DMA_BUF_SYNC_WRITE: u64 = 2;
+/// `DMA_BUF_SYNC_START`.
+pub(crate) const DMA_BUF_SYNC_START: u64 = 0;
+/// `DMA_BUF_SYNC_END`.
+pub(crate) const DMA_BUF_SYNC_END: u64 = 4;
+
+/// `struct dma_buf_export_sync_file`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DmaBufExportSyncFile {
+    pub flags: u32,
+    pub fd: i32,
+}
+
+/// `struct sync_file_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SyncFileInfo {
+    pub name: [u8; 32],
+    pub status: i32,
+    pub flags: u32,
+    pub num_fences: u32,
+    pub pad: u32,
+    pub sync_fence_info: u64,
+}
+
+/// `DMA_BUF_IOCTL_SYNC`: `_IOW('b', 0, struct dma_buf_sync)`.
+pub(crate) const DMA_BUF_IOCTL_SYNC: Opcode = opcode::write::<DmaBufSync>(b'b', 0);
+/// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: `_IOWR('b', 2, struct dma_buf_export_sync_file)`.
+pub(crate) const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
+    opcode::read_write::<DmaBufExportSyncFile>(b'b', 2);
+/// `SYNC_IOC_FILE_INFO`: `_IOWR('>', 4, struct sync_file_info)`.
+pub(crate) const SYNC_IOC_FILE_INFO: Opcode = opcode::read_write::<SyncFileInfo>(b'>', 4);
+
+pub(crate) const DPP_GET_INFO: Opcode = uapi::DPP_IOCTL_GET_INFO as Opcode;
+pub(crate) const DPP_ALLOC: Opcode = uapi::DPP_IOCTL_ALLOC as Opcode;
+pub(crate) const DPP_CREATE_FENCE: Opcode = uapi::DPP_IOCTL_CREATE_FENCE as Opcode;
+pub(crate) const DPP_SIGNAL_FENCE: Opcode = uapi::DPP_IOCTL_SIGNAL_FENCE as Opcode;
+pub(crate) const DPP_WAIT_FENCE: Opcode = uapi::DPP_IOCTL_WAIT_FENCE as Opcode;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The opcodes as printed by a C program including the kernel headers.
+    #[test]
+    fn kernel_uapi_opcodes() {
+        assert_eq!(size_of::<SyncFileInfo>(), 56);
+        assert_eq!(DMA_BUF_IOCTL_SYNC as u32, 0x4008_6200);
+        assert_eq!(DMA_BUF_IOCTL_EXPORT_SYNC_FILE as u32, 0xc008_6202);
+        assert_eq!(SYNC_IOC_FILE_INFO as u32, 0xc038_3e04);
+    }
+}
