@@ -49,7 +49,8 @@ impl DmaBuf {
     /// Wraps a dma-buf fd (e.g. received from a peer), taking its size from
     /// `lseek(fd, 0, SEEK_END)`, which dma-bufs support.
     pub fn from_fd(fd: OwnedFd) -> Result<DmaBuf> {
-        let size = rustix::fs::seek(&fd, SeekFrom::End(0)).map_err(|e| Error::os("lseek", "dma-buf", e))?;
+        let size = rustix::fs::seek(&fd, SeekFrom::End(0))
+            .map_err(|e| Error::os("lseek", "dma-buf", e))?;
         Ok(DmaBuf { fd, size })
     }
 
@@ -62,12 +63,19 @@ impl DmaBuf {
     /// keeps its own duplicate of the fd for `DMA_BUF_IOCTL_SYNC`, so it
     /// outlives this `DmaBuf`.
     pub fn mmap(&self) -> Result<Mapping> {
-        let len = usize::try_from(self.size)
-            .map_err(|_| Error::InvalidArgument(format!("buffer size {} exceeds the address space", self.size)))?;
+        let len = usize::try_from(self.size).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "buffer size {} exceeds the address space",
+                self.size
+            ))
+        })?;
         if len == 0 || len % 8 != 0 {
-            return Err(Error::InvalidArgument(format!("cannot map a buffer of {len} bytes")));
+            return Err(Error::InvalidArgument(format!(
+                "cannot map a buffer of {len} bytes"
+            )));
         }
-        let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| Error::os("dup", "dma-buf", e))?;
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+            .map_err(|e| Error::os("dup", "dma-buf", e))?;
         // SAFETY: a fresh mapping (null hint, no MAP_FIXED) replaces no
         // existing memory; `len` is the dma-buf's size.
         let ptr = unsafe {
@@ -81,8 +89,13 @@ impl DmaBuf {
             )
         }
         .map_err(|e| Error::os("mmap", "dma-buf", e))?;
-        let ptr = NonNull::new(ptr.cast::<u64>()).ok_or_else(|| Error::os("mmap", "dma-buf", rustix::io::Errno::FAULT))?;
-        Ok(Mapping { ptr, len, fd: Some(fd) })
+        let ptr = NonNull::new(ptr.cast::<u64>())
+            .ok_or_else(|| Error::os("mmap", "dma-buf", rustix::io::Errno::FAULT))?;
+        Ok(Mapping {
+            ptr,
+            len,
+            fd: Some(fd),
+        })
     }
 
     /// `poll()`s the dma-buf for up to `timeout`: [`PollFlags::IN`] waits
@@ -96,13 +109,18 @@ impl DmaBuf {
     /// kind would wait for, as one sync_file ([`Access::Read`]: the write
     /// fences; [`Access::Write`]/[`Access::ReadWrite`]: all fences).
     pub fn export_sync_file(&self, access: Access) -> Result<SyncFile> {
-        let mut arg = sys::DmaBufExportSyncFile { flags: access.flags() as u32, fd: -1 };
+        let mut arg = sys::DmaBufExportSyncFile {
+            flags: access.flags() as u32,
+            fd: -1,
+        };
         // SAFETY: DMA_BUF_IOCTL_EXPORT_SYNC_FILE is `_IOWR('b', 2, struct
         // dma_buf_export_sync_file)` and `arg` mirrors that structure.
         unsafe {
             ioctl(
                 &self.fd,
-                Updater::<{ sys::DMA_BUF_IOCTL_EXPORT_SYNC_FILE }, sys::DmaBufExportSyncFile>::new(&mut arg),
+                Updater::<{ sys::DMA_BUF_IOCTL_EXPORT_SYNC_FILE }, sys::DmaBufExportSyncFile>::new(
+                    &mut arg,
+                ),
             )
         }
         .map_err(|e| Error::os("DMA_BUF_IOCTL_EXPORT_SYNC_FILE", "dma-buf", e))?;
@@ -128,8 +146,13 @@ impl From<DmaBuf> for OwnedFd {
 fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
     // SAFETY: DMA_BUF_IOCTL_SYNC is `_IOW('b', 0, struct dma_buf_sync)` and
     // `DmaBufSync` mirrors that structure; the kernel only reads it.
-    unsafe { ioctl(fd, Setter::<{ sys::DMA_BUF_IOCTL_SYNC }, sys::DmaBufSync>::new(sys::DmaBufSync { flags })) }
-        .map_err(|e| Error::os("DMA_BUF_IOCTL_SYNC", "dma-buf", e))
+    unsafe {
+        ioctl(
+            fd,
+            Setter::<{ sys::DMA_BUF_IOCTL_SYNC }, sys::DmaBufSync>::new(sys::DmaBufSync { flags }),
+        )
+    }
+    .map_err(|e| Error::os("DMA_BUF_IOCTL_SYNC", "dma-buf", e))
 }
 
 /// A shared mapping of a whole dma-buf, unmapped on drop. The memory stays
@@ -172,7 +195,11 @@ impl Mapping {
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("the mapping's fd was closed".into()))?;
         dma_buf_sync(fd.as_fd(), sys::DMA_BUF_SYNC_START | access.flags())?;
-        Ok(CpuAccess { map: self, flags: access.flags(), ended: false })
+        Ok(CpuAccess {
+            map: self,
+            flags: access.flags(),
+            ended: false,
+        })
     }
 
     /// Closes the mapping's own fd, so that only the mapping itself keeps the

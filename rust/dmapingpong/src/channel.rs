@@ -69,7 +69,12 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut p = Vec::new();
         let tag = match self {
-            Message::Hello { mode, buffers, size, rounds } => {
+            Message::Hello {
+                mode,
+                buffers,
+                size,
+                rounds,
+            } => {
                 p.extend_from_slice(&mode.wire().to_le_bytes());
                 p.extend_from_slice(&buffers.to_le_bytes());
                 p.extend_from_slice(&size.to_le_bytes());
@@ -108,7 +113,9 @@ impl Message {
             _ => return Err(Error::Protocol(format!("unknown message tag {tag}"))),
         };
         if (tag != TAG_ABORT && len != max) || len > max {
-            return Err(Error::Protocol(format!("message tag {tag} with {len} payload bytes")));
+            return Err(Error::Protocol(format!(
+                "message tag {tag} with {len} payload bytes"
+            )));
         }
         Ok((tag, len))
     }
@@ -124,7 +131,10 @@ impl Message {
                 size: u64_at(8),
                 rounds: u64_at(16),
             },
-            TAG_ROUND => Message::Round { round: u64_at(0), seq: u64_at(8) },
+            TAG_ROUND => Message::Round {
+                round: u64_at(0),
+                seq: u64_at(8),
+            },
             _ => Message::Abort(String::from_utf8_lossy(p).into_owned()),
         })
     }
@@ -137,7 +147,11 @@ impl Message {
             .ok_or_else(|| Error::Protocol(format!("short message of {} bytes", bytes.len())))?;
         let (tag, len) = Message::decode_header(header)?;
         if bytes.len() != HEADER_LEN + len {
-            return Err(Error::Protocol(format!("message of {} bytes, header says {}", bytes.len(), HEADER_LEN + len)));
+            return Err(Error::Protocol(format!(
+                "message of {} bytes, header says {}",
+                bytes.len(),
+                HEADER_LEN + len
+            )));
         }
         Message::decode_payload(tag, &bytes[HEADER_LEN..])
     }
@@ -157,8 +171,13 @@ impl Channel {
 
     /// A connected pair of close-on-exec sockets.
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-            .map_err(|e| Error::os("socketpair", "socket", e))?;
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::os("socketpair", "socket", e))?;
         Ok((Channel { sock: a }, Channel { sock: b }))
     }
 
@@ -167,9 +186,14 @@ impl Channel {
     /// arrives in time. `timeout` must be non-zero (zero means "forever").
     pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
         if timeout.is_zero() {
-            return Err(Error::InvalidArgument("a zero socket timeout would wait forever".into()));
+            return Err(Error::InvalidArgument(
+                "a zero socket timeout would wait forever".into(),
+            ));
         }
-        for id in [rustix::net::sockopt::Timeout::Recv, rustix::net::sockopt::Timeout::Send] {
+        for id in [
+            rustix::net::sockopt::Timeout::Recv,
+            rustix::net::sockopt::Timeout::Send,
+        ] {
             rustix::net::sockopt::set_socket_timeout(&self.sock, id, Some(timeout))
                 .map_err(|e| Error::os("setsockopt(SO_RCVTIMEO/SO_SNDTIMEO)", "socket", e))?;
         }
@@ -179,9 +203,15 @@ impl Channel {
     /// Connects to a listening Unix stream socket at `path`.
     pub fn connect(path: &Path) -> Result<Channel> {
         let target = path.display().to_string();
-        let sock = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-            .map_err(|e| Error::os("socket", "socket", e))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| Error::os("connect", target.clone(), e))?;
+        let sock = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::os("socket", "socket", e))?;
+        let addr =
+            SocketAddrUnix::new(path).map_err(|e| Error::os("connect", target.clone(), e))?;
         rustix::net::connect(&sock, &addr).map_err(|e| Error::os("connect", target, e))?;
         Ok(Channel { sock })
     }
@@ -190,17 +220,30 @@ impl Channel {
     /// accepts one peer within `timeout` and removes `path` again.
     pub fn accept_one(path: &Path, timeout: Duration) -> Result<Channel> {
         let target = path.display().to_string();
-        let listener = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-            .map_err(|e| Error::os("socket", "socket", e))?;
+        let listener = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::os("socket", "socket", e))?;
         let addr = SocketAddrUnix::new(path).map_err(|e| Error::os("bind", target.clone(), e))?;
         rustix::net::bind(&listener, &addr).map_err(|e| Error::os("bind", target.clone(), e))?;
         let result = (|| {
-            rustix::net::listen(&listener, 1).map_err(|e| Error::os("listen", target.clone(), e))?;
-            log::info!("waiting up to {} ms for a peer on {target}", timeout.as_millis());
+            rustix::net::listen(&listener, 1)
+                .map_err(|e| Error::os("listen", target.clone(), e))?;
+            log::info!(
+                "waiting up to {} ms for a peer on {target}",
+                timeout.as_millis()
+            );
             if !poll_fd(listener.as_fd(), PollFlags::IN, timeout, &target)? {
-                return Err(Error::Timeout { what: format!("a peer to connect to {target}"), timeout });
+                return Err(Error::Timeout {
+                    what: format!("a peer to connect to {target}"),
+                    timeout,
+                });
             }
-            rustix::net::accept_with(&listener, SocketFlags::CLOEXEC).map_err(|e| Error::os("accept", target.clone(), e))
+            rustix::net::accept_with(&listener, SocketFlags::CLOEXEC)
+                .map_err(|e| Error::os("accept", target.clone(), e))
         })();
         if let Err(e) = std::fs::remove_file(path) {
             log::warn!("cannot remove {target}: {e}");
@@ -218,17 +261,27 @@ impl Channel {
     /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached.
     pub fn send(&self, msg: &Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
         if fds.len() > MAX_FDS {
-            return Err(Error::InvalidArgument(format!("{} fds in one message (max {MAX_FDS})", fds.len())));
+            return Err(Error::InvalidArgument(format!(
+                "{} fds in one message (max {MAX_FDS})",
+                fds.len()
+            )));
         }
         let bytes = msg.encode();
         let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(Error::InvalidArgument("fds do not fit the control buffer".into()));
+            return Err(Error::InvalidArgument(
+                "fds do not fit the control buffer".into(),
+            ));
         }
         let mut sent = 0;
         while sent < bytes.len() {
-            let r = rustix::net::sendmsg(&self.sock, &[IoSlice::new(&bytes[sent..])], &mut control, SendFlags::NOSIGNAL);
+            let r = rustix::net::sendmsg(
+                &self.sock,
+                &[IoSlice::new(&bytes[sent..])],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            );
             match r {
                 Ok(n) => {
                     sent += n;
@@ -237,11 +290,16 @@ impl Channel {
                 }
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => {
-                    return Err(Error::Timeout { what: "the peer to accept a message".into(), timeout: self.timeout() });
+                    return Err(Error::Timeout {
+                        what: "the peer to accept a message".into(),
+                        timeout: self.timeout(),
+                    });
                 }
                 Err(e @ (Errno::PIPE | Errno::CONNRESET)) => {
                     log::debug!("send: {e}");
-                    return Err(Error::PeerClosed { context: "sending a message".into() });
+                    return Err(Error::PeerClosed {
+                        context: "sending a message".into(),
+                    });
                 }
                 Err(e) => return Err(Error::os("sendmsg", "socket", e)),
             }
@@ -263,7 +321,11 @@ impl Channel {
                 RecvFlags::CMSG_CLOEXEC,
             );
             match r {
-                Ok(m) if m.bytes == 0 => return Err(Error::PeerClosed { context: context.into() }),
+                Ok(m) if m.bytes == 0 => {
+                    return Err(Error::PeerClosed {
+                        context: context.into(),
+                    });
+                }
                 Ok(m) => {
                     got += m.bytes;
                     for c in control.drain() {
@@ -272,14 +334,23 @@ impl Channel {
                         }
                     }
                     if m.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-                        return Err(Error::Protocol("control data truncated (too many fds)".into()));
+                        return Err(Error::Protocol(
+                            "control data truncated (too many fds)".into(),
+                        ));
                     }
                 }
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => {
-                    return Err(Error::Timeout { what: context.into(), timeout: self.timeout() });
+                    return Err(Error::Timeout {
+                        what: context.into(),
+                        timeout: self.timeout(),
+                    });
                 }
-                Err(Errno::CONNRESET) => return Err(Error::PeerClosed { context: context.into() }),
+                Err(Errno::CONNRESET) => {
+                    return Err(Error::PeerClosed {
+                        context: context.into(),
+                    });
+                }
                 Err(e) => return Err(Error::os("recvmsg", "socket", e)),
             }
         }
@@ -306,6 +377,12 @@ impl Channel {
     }
 }
 
+impl From<Channel> for OwnedFd {
+    fn from(chan: Channel) -> OwnedFd {
+        chan.sock
+    }
+}
+
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
@@ -319,27 +396,61 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         let msgs = [
-            Message::Hello { mode: Mode::Implicit, buffers: 4, size: 1 << 20, rounds: 1000 },
-            Message::Hello { mode: Mode::Explicit, buffers: 1, size: 4096, rounds: u64::MAX },
+            Message::Hello {
+                mode: Mode::Implicit,
+                buffers: 4,
+                size: 1 << 20,
+                rounds: 1000,
+            },
+            Message::Hello {
+                mode: Mode::Explicit,
+                buffers: 1,
+                size: 4096,
+                rounds: u64::MAX,
+            },
             Message::Round { round: 7, seq: 15 },
             Message::Abort("verify failed: ünïcode".into()),
         ];
         for m in msgs {
             assert_eq!(Message::decode(&m.encode()).unwrap(), m);
         }
-        let hello = Message::Hello { mode: Mode::Implicit, buffers: 2, size: 3, rounds: 4 }.encode();
+        let hello = Message::Hello {
+            mode: Mode::Implicit,
+            buffers: 2,
+            size: 3,
+            rounds: 4,
+        }
+        .encode();
         assert_eq!(&hello[..8], &[1, 0, 0, 0, 24, 0, 0, 0]);
         assert_eq!(&hello[8..12], &[1, 0, 0, 0]);
     }
 
     #[test]
     fn decode_rejects_garbage() {
-        assert!(matches!(Message::decode(&[9, 0, 0, 0, 0, 0, 0, 0]), Err(Error::Protocol(_))));
-        assert!(matches!(Message::decode(&[2, 0, 0, 0, 8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]), Err(Error::Protocol(_))));
-        assert!(matches!(Message::decode(&[2, 0, 0]), Err(Error::Protocol(_))));
-        let mut bad_mode = Message::Hello { mode: Mode::Explicit, buffers: 1, size: 1, rounds: 1 }.encode();
+        assert!(matches!(
+            Message::decode(&[9, 0, 0, 0, 0, 0, 0, 0]),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            Message::decode(&[2, 0, 0, 0, 8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            Message::decode(&[2, 0, 0]),
+            Err(Error::Protocol(_))
+        ));
+        let mut bad_mode = Message::Hello {
+            mode: Mode::Explicit,
+            buffers: 1,
+            size: 1,
+            rounds: 1,
+        }
+        .encode();
         bad_mode[8] = 7;
-        assert!(matches!(Message::decode(&bad_mode), Err(Error::Protocol(_))));
+        assert!(matches!(
+            Message::decode(&bad_mode),
+            Err(Error::Protocol(_))
+        ));
         let long = Message::Abort("x".repeat(MAX_REASON_LEN + 10)).encode();
         assert_eq!(long.len(), HEADER_LEN + MAX_REASON_LEN);
     }
@@ -349,14 +460,20 @@ mod tests {
         let (a, b) = Channel::pair().unwrap();
         b.set_timeout(Duration::from_millis(50)).unwrap();
         let (x, y) = Channel::pair().unwrap();
-        a.send(&Message::Round { round: 1, seq: 3 }, &[x.as_fd(), y.as_fd()]).unwrap();
+        a.send(
+            &Message::Round { round: 1, seq: 3 },
+            &[x.as_fd(), y.as_fd()],
+        )
+        .unwrap();
         a.send(&Message::Round { round: 2, seq: 5 }, &[]).unwrap();
         let (m, fds) = b.recv("round 1").unwrap();
         assert_eq!(m, Message::Round { round: 1, seq: 3 });
         assert_eq!(fds.len(), 2);
         // The received fds are the sockets: a message sent on the received
         // copy of `x` arrives on `y`.
-        Channel::from_fd(fds.into_iter().next().unwrap()).send(&Message::Abort("hi".into()), &[]).unwrap();
+        Channel::from_fd(fds.into_iter().next().unwrap())
+            .send(&Message::Abort("hi".into()), &[])
+            .unwrap();
         assert!(matches!(y.recv("abort"), Err(Error::PeerAborted(r)) if r == "hi"));
         let (m, fds) = b.recv("round 2").unwrap();
         assert_eq!((m, fds.len()), (Message::Round { round: 2, seq: 5 }, 0));

@@ -71,8 +71,13 @@ impl Device {
         // SAFETY: DPP_GET_INFO is `_IOR(DPP_IOC_MAGIC, 0, struct dpp_info)`
         // and `DppInfo` is that structure (`#[repr(C)]`, checked against the
         // C header); the kernel only writes `size_of::<DppInfo>()` bytes.
-        unsafe { ioctl(&self.fd, Getter::<{ sys::DPP_GET_INFO }, uapi::DppInfo>::new()) }
-            .map_err(|e| self.err("GET_INFO", e))
+        unsafe {
+            ioctl(
+                &self.fd,
+                Getter::<{ sys::DPP_GET_INFO }, uapi::DppInfo>::new(),
+            )
+        }
+        .map_err(|e| self.err("GET_INFO", e))
     }
 
     /// Allocates a zero-filled buffer of at least `size` bytes (rounded up
@@ -81,7 +86,10 @@ impl Device {
     /// Errors: `EINVAL` if `size` is 0 or larger than the pool, `ENOMEM` if
     /// the pool has no room.
     pub fn alloc(&self, size: u64) -> Result<DmaBuf> {
-        self.alloc_raw(uapi::DppAlloc { size, ..Default::default() })
+        self.alloc_raw(uapi::DppAlloc {
+            size,
+            ..Default::default()
+        })
     }
 
     /// `DPP_IOCTL_ALLOC` with the argument as given (`flags`, `reserved`
@@ -89,8 +97,13 @@ impl Device {
     pub fn alloc_raw(&self, mut arg: uapi::DppAlloc) -> Result<DmaBuf> {
         // SAFETY: DPP_ALLOC is `_IOWR(DPP_IOC_MAGIC, 1, struct dpp_alloc)` and
         // `arg` is a valid, exclusively borrowed `DppAlloc` for the call.
-        unsafe { ioctl(&self.fd, Updater::<{ sys::DPP_ALLOC }, uapi::DppAlloc>::new(&mut arg)) }
-            .map_err(|e| self.err("ALLOC", e))?;
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_ALLOC }, uapi::DppAlloc>::new(&mut arg),
+            )
+        }
+        .map_err(|e| self.err("ALLOC", e))?;
         // SAFETY: on success the kernel installed a new fd that nothing else
         // owns; we take ownership of it exactly once.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.fd) };
@@ -103,7 +116,10 @@ impl Device {
     /// given usage. The fence must later be [`signal`](Self::signal)led by
     /// this device file, in creation order.
     pub fn create_fence(&self, target: Option<(BorrowedFd<'_>, Usage)>) -> Result<Fence> {
-        let mut arg = uapi::DppFenceCreate { dmabuf_fd: -1, ..Default::default() };
+        let mut arg = uapi::DppFenceCreate {
+            dmabuf_fd: -1,
+            ..Default::default()
+        };
         if let Some((fd, usage)) = target {
             arg.dmabuf_fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
             arg.usage = usage.raw();
@@ -112,13 +128,21 @@ impl Device {
         // dpp_fence_create)` and `arg` is a valid, exclusively borrowed
         // `DppFenceCreate` for the call.
         unsafe {
-            ioctl(&self.fd, Updater::<{ sys::DPP_CREATE_FENCE }, uapi::DppFenceCreate>::new(&mut arg))
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_CREATE_FENCE }, uapi::DppFenceCreate>::new(&mut arg),
+            )
         }
         .map_err(|e| self.err("CREATE_FENCE", e))?;
         // SAFETY: on success the kernel installed a new sync_file fd that
         // nothing else owns; we take ownership of it exactly once.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.fence_fd) };
-        log::debug!("created fence {}:{} as fd {}", arg.context, arg.seqno, arg.fence_fd);
+        log::debug!(
+            "created fence {}:{} as fd {}",
+            arg.context,
+            arg.seqno,
+            arg.fence_fd
+        );
         Ok(Fence::new(SyncFile::from_fd(fd), arg.context, arg.seqno))
     }
 
@@ -136,10 +160,18 @@ impl Device {
         // SAFETY: DPP_SIGNAL_FENCE is `_IOW(DPP_IOC_MAGIC, 3, struct
         // dpp_fence_signal)`; the kernel only reads the borrowed `arg`.
         unsafe {
-            ioctl(&self.fd, Updater::<{ sys::DPP_SIGNAL_FENCE }, uapi::DppFenceSignal>::new(&mut arg))
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_SIGNAL_FENCE }, uapi::DppFenceSignal>::new(&mut arg),
+            )
         }
         .map_err(|e| self.err("SIGNAL_FENCE", e))?;
-        log::debug!("signalled fence {}:{} ({:?})", fence.context(), fence.seqno(), error);
+        log::debug!(
+            "signalled fence {}:{} ({:?})",
+            fence.context(),
+            fence.seqno(),
+            error
+        );
         Ok(())
     }
 
@@ -158,7 +190,10 @@ impl Device {
             // dpp_fence_wait)` and `arg` is a valid, exclusively borrowed
             // `DppFenceWait` for the call.
             let r = unsafe {
-                ioctl(&self.fd, Updater::<{ sys::DPP_WAIT_FENCE }, uapi::DppFenceWait>::new(&mut arg))
+                ioctl(
+                    &self.fd,
+                    Updater::<{ sys::DPP_WAIT_FENCE }, uapi::DppFenceWait>::new(&mut arg),
+                )
             };
             return match r {
                 Ok(()) if arg.status == 0 => Ok(FenceStatus::Signalled),

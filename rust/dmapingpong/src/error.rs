@@ -101,7 +101,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn os(op: &'static str, target: impl Into<String>, errno: Errno) -> Self {
-        Error::Os { op, target: target.into(), errno }
+        Error::Os {
+            op,
+            target: target.into(),
+            errno,
+        }
     }
 
     /// The errno of an [`Error::Os`] or [`Error::FenceError`], if any.
@@ -120,9 +124,15 @@ mod tests {
     #[test]
     fn display_names_operation_and_errno() {
         let e = Error::os("CREATE_FENCE", "/dev/dmapingpong", Errno::INVAL);
-        assert_eq!(e.to_string(), "CREATE_FENCE on /dev/dmapingpong failed: EINVAL");
+        assert_eq!(
+            e.to_string(),
+            "CREATE_FENCE on /dev/dmapingpong failed: EINVAL"
+        );
         assert_eq!(e.errno(), Some(Errno::INVAL));
         assert_eq!(ErrnoName(Errno::CANCELED).to_string(), "ECANCELED");
-        assert_eq!(ErrnoName(Errno::from_raw_os_error(4000)).to_string(), "errno 4000");
+        assert_eq!(
+            ErrnoName(Errno::from_raw_os_error(4000)).to_string(),
+            "errno 4000"
+        );
     }
 }

@@ -24,11 +24,17 @@ pub enum FenceStatus {
 /// `poll()`s one fd for `events` for up to `timeout`, restarting after
 /// signals with the remaining time. Returns whether any requested event (or
 /// an error condition) was reported.
-pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: PollFlags, timeout: Duration, what: &str) -> Result<bool> {
+pub(crate) fn poll_fd(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    timeout: Duration,
+    what: &str,
+) -> Result<bool> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ts = Timespec::try_from(left).map_err(|_| Error::InvalidArgument(format!("timeout {timeout:?}")))?;
+        let ts = Timespec::try_from(left)
+            .map_err(|_| Error::InvalidArgument(format!("timeout {timeout:?}")))?;
         let mut fds = [PollFd::from_borrowed_fd(fd, events)];
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) => return Ok(false),
@@ -71,8 +77,13 @@ impl SyncFile {
         // SAFETY: SYNC_IOC_FILE_INFO is `_IOWR('>', 4, struct
         // sync_file_info)` and `SyncFileInfo` mirrors that structure. With
         // `num_fences == 0` the kernel does not follow `sync_fence_info`.
-        unsafe { ioctl(&self.fd, Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info)) }
-            .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
+            )
+        }
+        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
         Ok(match info.status {
             0 => FenceStatus::Pending,
             s if s > 0 => FenceStatus::Signalled,
@@ -104,7 +115,11 @@ pub struct Fence {
 
 impl Fence {
     pub(crate) fn new(file: SyncFile, context: u64, seqno: u64) -> Fence {
-        Fence { file, context, seqno }
+        Fence {
+            file,
+            context,
+            seqno,
+        }
     }
 
     /// The fence context: one per open file of the device.

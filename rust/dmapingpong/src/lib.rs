@@ -30,7 +30,7 @@ pub use buffer::{Access, CpuAccess, DmaBuf, Mapping};
 pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
 pub use device::{Device, Usage};
 pub use dmapingpong_uapi as uapi;
-pub use error::{Error, ErrnoName, Result};
+pub use error::{ErrnoName, Error, Result};
 pub use fence::{Fence, FenceStatus, SyncFile};
 pub use rustix::event::PollFlags;
 pub use rustix::io::Errno;

@@ -49,7 +49,13 @@ pub fn verify(data: &[u64], seq: u64, buffer: u32) -> Result<(), Mismatch> {
     }
     match first {
         None => Ok(()),
-        Some((i, expected, found)) => Err(Mismatch { buffer, offset: i * 8, expected, found, count }),
+        Some((i, expected, found)) => Err(Mismatch {
+            buffer,
+            offset: i * 8,
+            expected,
+            found,
+            count,
+        }),
     }
 }
 
@@ -78,9 +84,18 @@ mod tests {
         let m = verify(&data, 6, 3).unwrap_err();
         assert_eq!(
             m,
-            Mismatch { buffer: 3, offset: 800, expected: value(6, 3, 100), found: value(6, 3, 100) ^ (1 << 40), count: 2 }
+            Mismatch {
+                buffer: 3,
+                offset: 800,
+                expected: value(6, 3, 100),
+                found: value(6, 3, 100) ^ (1 << 40),
+                count: 2
+            }
         );
-        assert!(m.to_string().starts_with("buffer 3: 2 mismatching u64s, first at byte offset 800"));
+        assert!(
+            m.to_string()
+                .starts_with("buffer 3: 2 mismatching u64s, first at byte offset 800")
+        );
         // Another round's or buffer's data is wrong everywhere.
         let mut fresh = vec![0u64; 16];
         fill(&mut fresh, 6, 3);

@@ -10,7 +10,7 @@
 //! [`Message::Abort`] with its error text before returning it.
 
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,11 @@ impl FromStr for Mode {
         Mode::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| Error::InvalidArgument(format!("unknown mode {s:?} (expected explicit or implicit)")))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown mode {s:?} (expected explicit or implicit)"
+                ))
+            })
     }
 }
 
@@ -96,10 +100,15 @@ impl Params {
     /// Checks the documented ranges.
     pub fn validate(&self) -> Result<()> {
         if self.buffers == 0 || self.buffers as usize > MAX_FDS {
-            return Err(Error::InvalidArgument(format!("buffers must be 1..={MAX_FDS}, not {}", self.buffers)));
+            return Err(Error::InvalidArgument(format!(
+                "buffers must be 1..={MAX_FDS}, not {}",
+                self.buffers
+            )));
         }
         if self.size == 0 {
-            return Err(Error::InvalidArgument("buffer size must be at least 1 byte".into()));
+            return Err(Error::InvalidArgument(
+                "buffer size must be at least 1 byte".into(),
+            ));
         }
         if self.rounds == 0 {
             return Err(Error::InvalidArgument("rounds must be at least 1".into()));
@@ -156,7 +165,13 @@ struct Session<'a> {
 impl Session<'_> {
     /// Writes `seq` to every buffer and announces it as round `round`.
     fn write(&mut self, round: u64, seq: u64) -> Result<()> {
-        let Session { dev, chan, bufs, maps, .. } = self;
+        let Session {
+            dev,
+            chan,
+            bufs,
+            maps,
+            ..
+        } = self;
         match self.mode {
             Mode::Explicit => {
                 let fence = dev.create_fence(None)?;
@@ -173,7 +188,10 @@ impl Session<'_> {
                 // conflicts with, our own included: start every access before
                 // adding our write fences. The peer's fences have signalled,
                 // as the previous read round checked.
-                let mut cpus = maps.iter_mut().map(|m| m.begin(Access::Write)).collect::<Result<Vec<_>>>()?;
+                let mut cpus = maps
+                    .iter_mut()
+                    .map(|m| m.begin(Access::Write))
+                    .collect::<Result<Vec<_>>>()?;
                 let fences = bufs
                     .iter()
                     .map(|buf| dev.create_fence(Some((buf.as_fd(), Usage::Write))))
@@ -199,23 +217,35 @@ impl Session<'_> {
         }
         let want_fds = usize::from(self.mode == Mode::Explicit);
         if fds.len() != want_fds {
-            return Err(Error::Protocol(format!("{context} carried {} fds, expected {want_fds}", fds.len())));
+            return Err(Error::Protocol(format!(
+                "{context} carried {} fds, expected {want_fds}",
+                fds.len()
+            )));
         }
         match (self.mode, fds.pop()) {
             (Mode::Explicit, Some(fd)) => {
                 let fence = SyncFile::from_fd(fd);
                 let what = format!("the peer's fence of {context}");
-                check_status(self.dev.wait_fence(&fence, self.timeout)?, what, self.timeout)?;
+                check_status(
+                    self.dev.wait_fence(&fence, self.timeout)?,
+                    what,
+                    self.timeout,
+                )?;
             }
             _ => {
                 for (b, buf) in self.bufs.iter().enumerate() {
                     let what = format!("write fences of buffer {b} in {context}");
                     if !buf.poll(PollFlags::IN, self.timeout)? {
-                        return Err(Error::Timeout { what, timeout: self.timeout });
+                        return Err(Error::Timeout {
+                            what,
+                            timeout: self.timeout,
+                        });
                     }
                     let status = buf.export_sync_file(Access::Read)?.status()?;
                     if status == FenceStatus::Pending {
-                        return Err(Error::Protocol(format!("{what}: pending after poll() reported them done")));
+                        return Err(Error::Protocol(format!(
+                            "{what}: pending after poll() reported them done"
+                        )));
                     }
                     check_status(status, what, self.timeout)?;
                 }
@@ -256,7 +286,9 @@ pub fn ping(dev: &Device, chan: &Channel, params: &Params) -> Result<Stats> {
     abort_on_error(chan, || {
         params.validate()?;
         chan.set_timeout(params.timeout)?;
-        let bufs = (0..params.buffers).map(|_| dev.alloc(params.size)).collect::<Result<Vec<_>>>()?;
+        let bufs = (0..params.buffers)
+            .map(|_| dev.alloc(params.size))
+            .collect::<Result<Vec<_>>>()?;
         let maps = bufs.iter().map(DmaBuf::mmap).collect::<Result<Vec<_>>>()?;
         let hello = Message::Hello {
             mode: params.mode,
@@ -266,13 +298,25 @@ pub fn ping(dev: &Device, chan: &Channel, params: &Params) -> Result<Stats> {
         };
         let fds: Vec<_> = bufs.iter().map(AsFd::as_fd).collect();
         chan.send(&hello, &fds)?;
-        let mut s = Session { dev, chan, mode: params.mode, timeout: params.timeout, bufs, maps, verified: 0 };
+        let mut s = Session {
+            dev,
+            chan,
+            mode: params.mode,
+            timeout: params.timeout,
+            bufs,
+            maps,
+            verified: 0,
+        };
         let start = Instant::now();
         for r in 0..params.rounds {
             s.write(r, 2 * r)?;
             s.read(r, 2 * r + 1)?;
         }
-        Ok(Stats { rounds: params.rounds, bytes_verified: s.verified, elapsed: start.elapsed() })
+        Ok(Stats {
+            rounds: params.rounds,
+            bytes_verified: s.verified,
+            elapsed: start.elapsed(),
+        })
     })
 }
 
@@ -282,15 +326,30 @@ pub fn pong(dev: &Device, chan: &Channel, timeout: Duration) -> Result<Stats> {
     abort_on_error(chan, || {
         chan.set_timeout(timeout)?;
         let (hello, fds) = chan.recv("the ping side's hello")?;
-        let Message::Hello { mode, buffers, size, rounds } = hello else {
+        let Message::Hello {
+            mode,
+            buffers,
+            size,
+            rounds,
+        } = hello
+        else {
             return Err(Error::Protocol(format!("expected hello, got {hello:?}")));
         };
         if fds.len() != buffers as usize || fds.is_empty() {
-            return Err(Error::Protocol(format!("hello announced {buffers} buffers but carried {} fds", fds.len())));
+            return Err(Error::Protocol(format!(
+                "hello announced {buffers} buffers but carried {} fds",
+                fds.len()
+            )));
         }
-        let bufs = fds.into_iter().map(DmaBuf::from_fd).collect::<Result<Vec<_>>>()?;
+        let bufs = fds
+            .into_iter()
+            .map(DmaBuf::from_fd)
+            .collect::<Result<Vec<_>>>()?;
         if let Some((b, buf)) = bufs.iter().enumerate().find(|(_, buf)| buf.size() != size) {
-            return Err(Error::Protocol(format!("buffer {b} has {} bytes, hello said {size}", buf.size())));
+            return Err(Error::Protocol(format!(
+                "buffer {b} has {} bytes, hello said {size}",
+                buf.size()
+            )));
         }
         pong_session(dev, chan, mode, timeout, bufs, rounds)
     })
@@ -305,18 +364,25 @@ fn pong_session(
     rounds: u64,
 ) -> Result<Stats> {
     let maps = bufs.iter().map(DmaBuf::mmap).collect::<Result<Vec<_>>>()?;
-    let mut s = Session { dev, chan, mode, timeout, bufs, maps, verified: 0 };
+    let mut s = Session {
+        dev,
+        chan,
+        mode,
+        timeout,
+        bufs,
+        maps,
+        verified: 0,
+    };
     let start = Instant::now();
     for r in 0..rounds {
         s.read(r, 2 * r)?;
         s.write(r, 2 * r + 1)?;
     }
-    Ok(Stats { rounds, bytes_verified: s.verified, elapsed: start.elapsed() })
-}
-
-/// Received fds that must be dma-bufs, as [`DmaBuf`]s.
-pub fn dma_bufs(fds: Vec<OwnedFd>) -> Result<Vec<DmaBuf>> {
-    fds.into_iter().map(DmaBuf::from_fd).collect()
+    Ok(Stats {
+        rounds,
+        bytes_verified: s.verified,
+        elapsed: start.elapsed(),
+    })
 }
 
 #[cfg(test)]
@@ -327,7 +393,10 @@ mod tests {
     fn mode_names() {
         assert_eq!("explicit".parse::<Mode>().unwrap(), Mode::Explicit);
         assert_eq!("implicit".parse::<Mode>().unwrap(), Mode::Implicit);
-        assert!(matches!("Implicit".parse::<Mode>(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            "Implicit".parse::<Mode>(),
+            Err(Error::InvalidArgument(_))
+        ));
         assert_eq!(Mode::Implicit.to_string(), "implicit");
         for m in Mode::ALL {
             assert_eq!(Mode::from_wire(m.wire()).unwrap(), m);
@@ -336,23 +405,54 @@ mod tests {
 
     #[test]
     fn params_validation() {
-        let ok = Params { mode: Mode::Explicit, buffers: 4, size: 1, rounds: 1, timeout: Duration::from_millis(1) };
+        let ok = Params {
+            mode: Mode::Explicit,
+            buffers: 4,
+            size: 1,
+            rounds: 1,
+            timeout: Duration::from_millis(1),
+        };
         assert!(ok.validate().is_ok());
         for bad in [
-            Params { buffers: 0, ..ok.clone() },
-            Params { buffers: MAX_FDS as u32 + 1, ..ok.clone() },
-            Params { size: 0, ..ok.clone() },
-            Params { rounds: 0, ..ok.clone() },
-            Params { timeout: Duration::ZERO, ..ok.clone() },
+            Params {
+                buffers: 0,
+                ..ok.clone()
+            },
+            Params {
+                buffers: MAX_FDS as u32 + 1,
+                ..ok.clone()
+            },
+            Params {
+                size: 0,
+                ..ok.clone()
+            },
+            Params {
+                rounds: 0,
+                ..ok.clone()
+            },
+            Params {
+                timeout: Duration::ZERO,
+                ..ok.clone()
+            },
         ] {
-            assert!(matches!(bad.validate(), Err(Error::InvalidArgument(_))), "{bad:?}");
+            assert!(
+                matches!(bad.validate(), Err(Error::InvalidArgument(_))),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn stats_throughput() {
-        let s = Stats { rounds: 2, bytes_verified: 4_000_000, elapsed: Duration::from_secs(2) };
+        let s = Stats {
+            rounds: 2,
+            bytes_verified: 4_000_000,
+            elapsed: Duration::from_secs(2),
+        };
         assert!((s.mb_per_s() - 2.0).abs() < 1e-9);
-        assert_eq!(s.to_string(), "rounds 2 verified 4000000 bytes in 2.000 s (2.0 MB/s)");
+        assert_eq!(
+            s.to_string(),
+            "rounds 2 verified 4000000 bytes in 2.000 s (2.0 MB/s)"
+        );
     }
 }

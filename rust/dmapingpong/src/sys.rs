@@ -64,8 +64,8 @@ mod tests {
     #[test]
     fn kernel_uapi_opcodes() {
         assert_eq!(size_of::<SyncFileInfo>(), 56);
-        assert_eq!(DMA_BUF_IOCTL_SYNC as u32, 0x4008_6200);
-        assert_eq!(DMA_BUF_IOCTL_EXPORT_SYNC_FILE as u32, 0xc008_6202);
-        assert_eq!(SYNC_IOC_FILE_INFO as u32, 0xc038_3e04);
+        assert_eq!(u64::from(DMA_BUF_IOCTL_SYNC), 0x4008_6200);
+        assert_eq!(u64::from(DMA_BUF_IOCTL_EXPORT_SYNC_FILE), 0xc008_6202);
+        assert_eq!(u64::from(SYNC_IOC_FILE_INFO), 0xc038_3e04);
     }
 }
