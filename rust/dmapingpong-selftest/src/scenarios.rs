@@ -20,12 +20,15 @@ use crate::config::Config;
 /// Diagnostic lines of a test, printed before its result.
 pub type Diags = Vec<String>;
 
+/// A test body: fails with the reason, may add diagnostics.
+pub type TestFn = dyn Fn(&Config, &mut Diags) -> anyhow::Result<()>;
+
 /// A named test.
 pub struct Test {
     /// KTAP test name.
     pub name: String,
     /// The test body.
-    pub run: Box<dyn Fn(&Config, &mut Diags) -> anyhow::Result<()>>,
+    pub run: Box<TestFn>,
 }
 
 fn test(name: &str, run: impl Fn(&Config, &mut Diags) -> anyhow::Result<()> + 'static) -> Test {
