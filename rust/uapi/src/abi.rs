@@ -93,9 +93,9 @@ pub struct DppFenceCreate {
     /// In: [`DPP_USAGE_WRITE`] or [`DPP_USAGE_READ`] with a dma-buf,
     /// [`DPP_USAGE_NONE`] with `dmabuf_fd == -1`.
     pub usage: u32,
-    /// In: `0` or [`DPP_FD_NO_CLOEXEC`].
+    /// In: zero (sync_file fds are always `O_CLOEXEC`).
     pub flags: u32,
-    /// Out: a sync_file fd of the new, unsignalled fence.
+    /// Out: a sync_file fd (`O_CLOEXEC`) of the new, unsignalled fence.
     pub fence_fd: i32,
     /// Out: the fence context (one per open file of the device).
     pub context: u64,
@@ -168,21 +168,101 @@ pub const DPP_IOCTL_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x01, core::mem::size
 /// Creates a fence on this file's context, optionally adds it to a dma-buf's
 /// reservation, and returns it as a sync_file.
 ///
-/// Errors: `-EINVAL` (bad usage/flags/reserved, `dmabuf_fd` not a dma-buf),
+/// Errors: `-EINVAL` (bad usage, non-zero flags/reserved, `dmabuf_fd` not a dma-buf),
 /// `-EBADF` (`dmabuf_fd` not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
-pub const DPP_IOCTL_CREATE_FENCE: u32 =
-    ioc(IOC_READ | IOC_WRITE, 0x02, core::mem::size_of::<DppFenceCreate>());
+pub const DPP_IOCTL_CREATE_FENCE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x02,
+    core::mem::size_of::<DppFenceCreate>(),
+);
 
 /// Signals a fence created on this file, optionally with an error.
 ///
 /// Errors: `-EINVAL` (not a sync_file of this file's context, already
 /// signalled, an older fence of the context still pending, error out of
 /// range, non-zero reserved).
-pub const DPP_IOCTL_SIGNAL_FENCE: u32 = ioc(IOC_WRITE, 0x03, core::mem::size_of::<DppFenceSignal>());
+pub const DPP_IOCTL_SIGNAL_FENCE: u32 =
+    ioc(IOC_WRITE, 0x03, core::mem::size_of::<DppFenceSignal>());
 
 /// Waits for a sync_file's fence with a timeout and returns its status.
 ///
 /// Errors: `-EINVAL` (not a sync_file, non-zero flags/reserved), `-ETIME`
 /// (the timeout expired first), `-EINTR`/`-ERESTARTSYS` (a signal arrived).
-pub const DPP_IOCTL_WAIT_FENCE: u32 =
-    ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<DppFenceWait>());
+pub const DPP_IOCTL_WAIT_FENCE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x04,
+    core::mem::size_of::<DppFenceWait>(),
+);
+
+/// A field of an ABI structure, copied in native byte order.
+///
+/// The driver copies the argument structures from and to user space as bytes, with
+/// `from_ne_bytes`/`to_ne_bytes` of each structure; user space passes the structures themselves.
+pub trait AbiField: Sized {
+    /// Reads the field from the start of `bytes`.
+    fn read(bytes: &[u8]) -> Self;
+    /// Writes the field to the start of `bytes`.
+    fn write(&self, bytes: &mut [u8]);
+}
+
+macro_rules! abi_field_int {
+    ($($t:ty),*) => {$(
+        impl AbiField for $t {
+            fn read(bytes: &[u8]) -> Self {
+                let mut raw = [0u8; core::mem::size_of::<$t>()];
+                raw.copy_from_slice(&bytes[..core::mem::size_of::<$t>()]);
+                <$t>::from_ne_bytes(raw)
+            }
+            fn write(&self, bytes: &mut [u8]) {
+                bytes[..core::mem::size_of::<$t>()].copy_from_slice(&self.to_ne_bytes());
+            }
+        }
+    )*};
+}
+abi_field_int!(u32, i32, u64);
+
+impl<const N: usize> AbiField for [u64; N] {
+    fn read(bytes: &[u8]) -> Self {
+        let mut out = [0u64; N];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = u64::read(&bytes[i * 8..]);
+        }
+        out
+    }
+    fn write(&self, bytes: &mut [u8]) {
+        for (i, v) in self.iter().enumerate() {
+            v.write(&mut bytes[i * 8..]);
+        }
+    }
+}
+
+macro_rules! abi_struct_bytes {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl $t {
+            /// Size of the structure in bytes (the size encoded in its ioctl number).
+            pub const SIZE: usize = core::mem::size_of::<$t>();
+
+            /// Decodes the structure from its native-byte-order representation.
+            pub fn from_ne_bytes(bytes: &[u8; Self::SIZE]) -> Self {
+                $t {
+                    $($f: AbiField::read(&bytes[core::mem::offset_of!($t, $f)..]),)*
+                }
+            }
+
+            /// Encodes the structure in its native-byte-order representation (padding-free).
+            pub fn to_ne_bytes(&self) -> [u8; Self::SIZE] {
+                let mut bytes = [0u8; Self::SIZE];
+                $(self.$f.write(&mut bytes[core::mem::offset_of!($t, $f)..]);)*
+                bytes
+            }
+        }
+    )*};
+}
+
+abi_struct_bytes! {
+    DppInfo { version, page_size, pool_size, pool_used, buffers, fences_pending, reserved }
+    DppAlloc { size, flags, fd, reserved }
+    DppFenceCreate { dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved }
+    DppFenceSignal { fence_fd, error, reserved }
+    DppFenceWait { fence_fd, flags, timeout_ns, status, pad, reserved }
+}
