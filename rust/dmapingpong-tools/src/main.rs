@@ -84,8 +84,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 i.version, i.page_size, i.pool_size, i.pool_used, i.buffers, i.fences_pending
             );
         }
-        Command::Ping { socket, mode, buffers, size, rounds, timeout_ms, accept_timeout_ms } => {
-            let params = Params { mode: mode.into(), buffers, size, rounds, timeout: Duration::from_millis(timeout_ms) };
+        Command::Ping {
+            socket,
+            mode,
+            buffers,
+            size,
+            rounds,
+            timeout_ms,
+            accept_timeout_ms,
+        } => {
+            let params = Params {
+                mode: mode.into(),
+                buffers,
+                size,
+                rounds,
+                timeout: Duration::from_millis(timeout_ms),
+            };
             params.validate()?;
             let chan = Channel::accept_one(&socket, Duration::from_millis(accept_timeout_ms))?;
             let stats = pingpong::ping(&dev, &chan, &params).context("ping")?;
@@ -93,7 +107,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Pong { socket, timeout_ms } => {
             let chan = Channel::connect(&socket)?;
-            let stats = pingpong::pong(&dev, &chan, Duration::from_millis(timeout_ms)).context("pong")?;
+            let stats =
+                pingpong::pong(&dev, &chan, Duration::from_millis(timeout_ms)).context("pong")?;
             println!("pong: {stats}");
         }
     }

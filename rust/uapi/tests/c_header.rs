@@ -20,11 +20,39 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         };
     }
     let mut v = Vec::new();
-    layout!(v, DppInfo, "dpp_info", [version, page_size, pool_size, pool_used, buffers, fences_pending, reserved]);
+    layout!(
+        v,
+        DppInfo,
+        "dpp_info",
+        [
+            version,
+            page_size,
+            pool_size,
+            pool_used,
+            buffers,
+            fences_pending,
+            reserved
+        ]
+    );
     layout!(v, DppAlloc, "dpp_alloc", [size, flags, fd, reserved]);
-    layout!(v, DppFenceCreate, "dpp_fence_create", [dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved]);
-    layout!(v, DppFenceSignal, "dpp_fence_signal", [fence_fd, error, reserved]);
-    layout!(v, DppFenceWait, "dpp_fence_wait", [fence_fd, flags, timeout_ns, status, pad, reserved]);
+    layout!(
+        v,
+        DppFenceCreate,
+        "dpp_fence_create",
+        [dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved]
+    );
+    layout!(
+        v,
+        DppFenceSignal,
+        "dpp_fence_signal",
+        [fence_fd, error, reserved]
+    );
+    layout!(
+        v,
+        DppFenceWait,
+        "dpp_fence_wait",
+        [fence_fd, flags, timeout_ns, status, pad, reserved]
+    );
     v.extend([
         ("DPP_UAPI_VERSION", u64::from(DPP_UAPI_VERSION)),
         ("DPP_IOC_MAGIC", u64::from(DPP_IOC_MAGIC)),
@@ -44,7 +72,9 @@ fn rust_values() -> Vec<(&'static str, u64)> {
 
 /// The C program: one `printf("<name> %llu\n", ...)` per item.
 fn c_program(items: &[(&'static str, u64)]) -> String {
-    let mut src = String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"dmapingpong.h\"\nint main(void)\n{\n");
+    let mut src = String::from(
+        "#include <stddef.h>\n#include <stdio.h>\n#include \"dmapingpong.h\"\nint main(void)\n{\n",
+    );
     for (name, _) in items {
         let expr = if let Some(ty) = name.strip_prefix("sizeof ") {
             format!("sizeof(struct {ty})")
@@ -66,7 +96,12 @@ fn c_compiler() -> String {
     }
     ["cc", "clang"]
         .into_iter()
-        .find(|cc| Command::new(cc).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|cc| {
+            Command::new(cc)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("no C compiler: set CC or install cc or clang")
         .to_string()
 }
@@ -88,7 +123,11 @@ fn c_header_matches_rust() {
         .arg(&src)
         .output()
         .expect("run the C compiler");
-    assert!(out.status.success(), "C compile failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "C compile failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(&exe).output().expect("run the C program");
     assert!(out.status.success());
     let c: BTreeMap<String, u64> = String::from_utf8(out.stdout)
@@ -108,17 +147,36 @@ fn c_header_matches_rust() {
             None => format!("{name}: rust {value:#x}, missing in C"),
         })
         .collect();
-    assert!(mismatches.is_empty(), "header and abi.rs differ:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "header and abi.rs differ:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
 fn ioctl_numbers_match_rustix() {
     let m = DPP_IOC_MAGIC;
-    assert_eq!(DPP_IOCTL_GET_INFO as u64, opcode::read::<DppInfo>(m, 0) as u64);
-    assert_eq!(DPP_IOCTL_ALLOC as u64, opcode::read_write::<DppAlloc>(m, 1) as u64);
-    assert_eq!(DPP_IOCTL_CREATE_FENCE as u64, opcode::read_write::<DppFenceCreate>(m, 2) as u64);
-    assert_eq!(DPP_IOCTL_SIGNAL_FENCE as u64, opcode::write::<DppFenceSignal>(m, 3) as u64);
-    assert_eq!(DPP_IOCTL_WAIT_FENCE as u64, opcode::read_write::<DppFenceWait>(m, 4) as u64);
+    assert_eq!(
+        DPP_IOCTL_GET_INFO as u64,
+        opcode::read::<DppInfo>(m, 0) as u64
+    );
+    assert_eq!(
+        DPP_IOCTL_ALLOC as u64,
+        opcode::read_write::<DppAlloc>(m, 1) as u64
+    );
+    assert_eq!(
+        DPP_IOCTL_CREATE_FENCE as u64,
+        opcode::read_write::<DppFenceCreate>(m, 2) as u64
+    );
+    assert_eq!(
+        DPP_IOCTL_SIGNAL_FENCE as u64,
+        opcode::write::<DppFenceSignal>(m, 3) as u64
+    );
+    assert_eq!(
+        DPP_IOCTL_WAIT_FENCE as u64,
+        opcode::read_write::<DppFenceWait>(m, 4) as u64
+    );
 }
 
 #[test]
