@@ -97,6 +97,10 @@ dpp_in_buildroot() {
 	[ -d "$br" ] || dpp_die "no build root at $br (run scripts/buildroot)"
 	mkdir -p "$DPP_CACHE"
 	cp -L /etc/resolv.conf "$br/etc/resolv.conf" 2>/dev/null || true
+	# Trust what this machine trusts (a site proxy's CA, say) for HTTPS from inside.
+	local ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+	cp -L "$ca" "$br/etc/ssl/certs/host-ca-certificates.crt" 2>/dev/null ||
+		cp "$br/etc/ssl/certs/ca-certificates.crt" "$br/etc/ssl/certs/host-ca-certificates.crt"
 	unshare --mount --propagation private -- bash -euc '
 		br=$1 top=$2 cache=$3 src=$4 cdir=$5; shift 5
 		mount -t proc proc "$br/proc"
@@ -108,6 +112,8 @@ dpp_in_buildroot() {
 		mount --bind "$cache" "$br$cdir"
 		exec chroot "$br" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" \
 			PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 \
+			SSL_CERT_FILE=/etc/ssl/certs/host-ca-certificates.crt \
+			CARGO_HTTP_CAINFO=/etc/ssl/certs/host-ca-certificates.crt \
 			CARGO_HOME="$cdir/cargo-home" CARGO_TARGET_DIR="$cdir/cargo-target" CI="${CI:-}" RUST_LOG="${RUST_LOG:-}" \
 			"$@"
 	' dpp "$br" "$DPP_TOP" "$DPP_CACHE" "$DPP_BR_SRC" "$DPP_BR_CACHE" "$@"

@@ -40,7 +40,7 @@ use kernel::{
 };
 
 #[path = "../uapi/src/abi.rs"]
-mod abi;
+pub mod abi;
 
 use abi::{DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppInfo};
 

@@ -497,6 +497,14 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
         !buf.poll(PollFlags::IN, SHORT)?,
         "dma-buf ready while the child's write fence is pending"
     );
+    // Exported while pending: a signalled fence leaves the reservation's view
+    // (EXPORT_SYNC_FILE skips it), so its error is only seen through an earlier export.
+    let exported = buf.export_sync_file(Access::Read)?;
+    expect_status(
+        exported.status()?,
+        FenceStatus::Pending,
+        "exported write fence while the child lives",
+    )?;
     chan.send(&Message::Round { round: 0, seq: 1 }, &[])?;
     let start = Instant::now();
     ensure!(
@@ -504,9 +512,9 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
         "poll(POLLIN) on the dma-buf timed out after the child exited"
     );
     expect_status(
-        buf.export_sync_file(Access::Read)?.status()?,
+        exported.status()?,
         FenceStatus::Error(Errno::CANCELED),
-        "exported write fence",
+        "exported write fence after the child exited",
     )?;
     diags.push(format!(
         "implicit: ECANCELED after {} ms",

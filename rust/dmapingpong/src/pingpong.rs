@@ -235,13 +235,17 @@ impl Session<'_> {
             _ => {
                 for (b, buf) in self.bufs.iter().enumerate() {
                     let what = format!("write fences of buffer {b} in {context}");
+                    // Export the write fences before waiting: once signalled they leave
+                    // the reservation's view (EXPORT_SYNC_FILE skips signalled fences),
+                    // and with them the error of a peer that died.
+                    let fences = buf.export_sync_file(Access::Read)?;
                     if !buf.poll(PollFlags::IN, self.timeout)? {
                         return Err(Error::Timeout {
                             what,
                             timeout: self.timeout,
                         });
                     }
-                    let status = buf.export_sync_file(Access::Read)?.status()?;
+                    let status = fences.status()?;
                     if status == FenceStatus::Pending {
                         return Err(Error::Protocol(format!(
                             "{what}: pending after poll() reported them done"

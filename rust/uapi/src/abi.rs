@@ -250,7 +250,7 @@ macro_rules! abi_struct_bytes {
             }
 
             /// Encodes the structure in its native-byte-order representation (padding-free).
-            pub fn to_ne_bytes(&self) -> [u8; Self::SIZE] {
+            pub fn to_ne_bytes(self) -> [u8; Self::SIZE] {
                 let mut bytes = [0u8; Self::SIZE];
                 $(self.$f.write(&mut bytes[core::mem::offset_of!($t, $f)..]);)*
                 bytes
