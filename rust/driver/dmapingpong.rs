@@ -119,7 +119,10 @@ impl Buffer {
         if start < base || start + size as u64 > base + pool.region.size() {
             drop(mem);
             pool.unreserve(size as u64);
-            dev_info!(pool.lease.device(), "no room for {size} bytes in the pool\n");
+            dev_info!(
+                pool.lease.device(),
+                "no room for {size} bytes in the pool\n"
+            );
             return Err(ENOMEM);
         }
         // Coherent allocations are zeroed: no earlier owner's data leaks.
@@ -261,14 +264,20 @@ impl DmaPingPongFile {
         let pool = &self.pool;
         let mut req = read_arg!(DppFenceCreate, arg);
         if req.reserved != [0; 2] || req.flags != 0 {
-            return Err(invalid!(pool, "CREATE_FENCE: flags and reserved fields must be zero"));
+            return Err(invalid!(
+                pool,
+                "CREATE_FENCE: flags and reserved fields must be zero"
+            ));
         }
         let target = match (req.dmabuf_fd, req.usage) {
             (-1, abi::DPP_USAGE_NONE) => None,
             (fd, abi::DPP_USAGE_WRITE) if fd >= 0 => Some((DmaBuf::get(fd)?, Usage::Write)),
             (fd, abi::DPP_USAGE_READ) if fd >= 0 => Some((DmaBuf::get(fd)?, Usage::Read)),
             (fd, usage) => {
-                return Err(invalid!(pool, "CREATE_FENCE: usage {usage} with dmabuf_fd {fd}"))
+                return Err(invalid!(
+                    pool,
+                    "CREATE_FENCE: usage {usage} with dmabuf_fd {fd}"
+                ))
             }
         };
 
@@ -277,7 +286,9 @@ impl DmaPingPongFile {
         pending.push(fence.clone(), GFP_KERNEL)?;
         pool.fences_pending.fetch_add(1, Ordering::Relaxed);
         let published = target
-            .map_or(Ok(()), |(dmabuf, usage)| dmabuf.resv().add_fence(&fence, usage))
+            .map_or(Ok(()), |(dmabuf, usage)| {
+                dmabuf.resv().add_fence(&fence, usage)
+            })
             .and_then(|()| sync_file::create_fd(&fence));
         match published {
             Ok(fd) => req.fence_fd = fd as i32,
@@ -306,12 +317,20 @@ impl DmaPingPongFile {
         let result = match req.error {
             0 => Ok(()),
             e if (-abi::DPP_MAX_ERRNO..0).contains(&e) => Err(Error::from_errno(e)),
-            e => return Err(invalid!(pool, "SIGNAL_FENCE: error {e} is not a negative errno")),
+            e => {
+                return Err(invalid!(
+                    pool,
+                    "SIGNAL_FENCE: error {e} is not a negative errno"
+                ))
+            }
         };
         let fence = sync_file::get_fence(req.fence_fd)
             .map_err(|_| invalid!(pool, "SIGNAL_FENCE: fd {} is not a sync_file", req.fence_fd))?;
         if !self.timeline.owns(&fence) {
-            return Err(invalid!(pool, "SIGNAL_FENCE: the fence belongs to another context"));
+            return Err(invalid!(
+                pool,
+                "SIGNAL_FENCE: the fence belongs to another context"
+            ));
         }
         let mut pending = self.pending.lock();
         match pending.first() {
@@ -342,7 +361,10 @@ impl DmaPingPongFile {
         let pool = &self.pool;
         let mut req = read_arg!(DppFenceWait, arg);
         if req.reserved != [0; 2] || req.flags != 0 || req.pad != 0 {
-            return Err(invalid!(pool, "WAIT_FENCE: flags and reserved fields must be zero"));
+            return Err(invalid!(
+                pool,
+                "WAIT_FENCE: flags and reserved fields must be zero"
+            ));
         }
         let fence = sync_file::get_fence(req.fence_fd)
             .map_err(|_| invalid!(pool, "WAIT_FENCE: fd {} is not a sync_file", req.fence_fd))?;
@@ -411,7 +433,10 @@ impl platform::Driver for DmaPingPongDriver {
     fn probe(pdev: &platform::Device<Core>, _info: Option<&()>) -> Result<Pin<KBox<Self>>> {
         let dev: &device::Device<Core> = pdev.as_ref();
         let region = of::ReservedMemory::assign(dev).inspect_err(|err| {
-            dev_err!(dev, "no usable memory-region (reserved-memory pool): {err:?}\n")
+            dev_err!(
+                dev,
+                "no usable memory-region (reserved-memory pool): {err:?}\n"
+            )
         })?;
         let size = region.size();
         let pool = Arc::pin_init(
@@ -437,7 +462,11 @@ impl platform::Driver for DmaPingPongDriver {
             }),
             GFP_KERNEL,
         )?;
-        dev_info!(dev, "exporter ready: /dev/{DRIVER_NAME}, pool of {} KiB\n", size / 1024);
+        dev_info!(
+            dev,
+            "exporter ready: /dev/{DRIVER_NAME}, pool of {} KiB\n",
+            size / 1024
+        );
         Ok(this)
     }
 }
