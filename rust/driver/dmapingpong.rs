@@ -27,7 +27,7 @@ use kernel::{
     dma_resv::Usage,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
-    mm::virt::VmaNew,
+    mm::virt::{flags as vm_flags, VmaNew},
     new_mutex, of,
     page::PAGE_SIZE,
     platform,
@@ -157,6 +157,14 @@ impl dma_buf::Exporter for Buffer {
     }
 
     fn mmap(this: ArcBorrow<'_, Self>, vma: &VmaNew) -> Result {
+        // A private mapping would give the process a copy-on-write view of memory that devices
+        // write behind its back.
+        if vma.flags() & vm_flags::SHARED == 0 {
+            return Err(invalid!(this.pool, "mmap: MAP_PRIVATE of a dma-buf"));
+        }
+        // Buffers hold data, never code: refuse PROT_EXEC now and mprotect() to it later.
+        vma.try_clear_mayexec()
+            .map_err(|_| invalid!(this.pool, "mmap: PROT_EXEC of a dma-buf"))?;
         this.mem.mmap(vma)
     }
 
