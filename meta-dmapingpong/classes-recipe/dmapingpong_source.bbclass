@@ -1,0 +1,28 @@
+# Sources of the dmapingpong recipes and appends.
+#
+# Nothing of the driver, the kernel patch series, the config fragment, the
+# device tree overlays, the cargo workspace or the init files is copied into
+# the layer: the recipes fetch them from the dmapingpong repository that
+# contains the layer, DMAPINGPONG_TOP (conf/layer.conf). Each user adds
+#   FILESEXTRAPATHS:prepend := "${DMAPINGPONG_TOP}:"
+# so that a file:// entry names a file by its path in that repository, for
+# example file://configs/kernel/dmapingpong.cfg, and do_unpack puts it at the
+# same path below UNPACKDIR. The layer's own files (files/ next to a recipe)
+# are found as usual.
+
+# SRC_URI entries of the kernel patch series, in the order of
+# rust/linux-patches/series. The series file is a parse dependency, so the
+# recipes are reparsed when it changes.
+def dmapingpong_kernel_patches(d):
+    import os
+    series = os.path.join(d.getVar('DMAPINGPONG_TOP'), 'rust', 'linux-patches', 'series')
+    if not os.path.isfile(series):
+        bb.fatal("dmapingpong: %s not found; set DMAPINGPONG_TOP to the dmapingpong repository" % series)
+    bb.parse.mark_dependency(d, series)
+    patches = []
+    with open(series) as f:
+        for line in f:
+            line = line.split('#')[0].strip()
+            if line:
+                patches.append('file://rust/linux-patches/' + line)
+    return ' '.join(patches)

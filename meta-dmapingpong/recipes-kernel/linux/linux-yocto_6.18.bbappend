@@ -1,0 +1,3 @@
+# dmapingpong kernel changes (Rust, the patch series, dmapingpong.cfg), only
+# with DISTRO_FEATURES "dmapingpong": the layer changes nothing otherwise.
+require ${@bb.utils.contains('DISTRO_FEATURES', 'dmapingpong', 'dmapingpong-kernel.inc', '', d)}
