@@ -26,3 +26,17 @@ def dmapingpong_kernel_patches(d):
             if line:
                 patches.append('file://rust/linux-patches/' + line)
     return ' '.join(patches)
+
+# SRC_URI entries of the cargo workspace: rust/Cargo.toml, rust/Cargo.lock and
+# every member directory named in rust/Cargo.toml (a parse dependency too).
+def dmapingpong_workspace(d):
+    import os, re
+    manifest = os.path.join(d.getVar('DMAPINGPONG_TOP'), 'rust', 'Cargo.toml')
+    bb.parse.mark_dependency(d, manifest)
+    with open(manifest) as f:
+        m = re.search(r'^members\s*=\s*\[([^\]]*)\]', f.read(), re.M)
+    if not m:
+        bb.fatal("dmapingpong: no workspace members in %s" % manifest)
+    members = re.findall(r'"([^"]+)"', m.group(1))
+    return ' '.join(['file://rust/Cargo.toml', 'file://rust/Cargo.lock'] +
+                    ['file://rust/' + x for x in members])

@@ -174,6 +174,14 @@ class Checks:
                         self.fail("%s: file://%s resolves nowhere (searched %s)" % (rel(path), name, ", ".join(map(rel, dirs))))
                     else:
                         self.used.add(os.path.realpath(hits[0]))
+            # The workspace, by the class's function (same parsing).
+            for line in logical_lines(path):
+                if "dmapingpong_workspace(d)" in line and "SRC_URI" in line:
+                    for m in workspace():
+                        p = os.path.join(TOP, m)
+                        if not os.path.exists(p):
+                            self.fail("%s: workspace entry %s does not exist" % (rel(path), m))
+                        self.used.add(os.path.realpath(p))
             # The kernel patch series, by the class's function.
             for line in logical_lines(path):
                 if "dmapingpong_kernel_patches(d)" in line and "SRC_URI" in line:
@@ -275,7 +283,10 @@ def unpacked(path):
     out = {}
     dirs = search_dirs(path)
     for v in variables(path, "SRC_URI"):
-        for uri in v.split():
+        uris = v.split()
+        if "${@dmapingpong_workspace(d)}" in uris:
+            uris += ["file://" + w for w in workspace()]
+        for uri in uris:
             if uri.startswith("file://"):
                 name = uri[len("file://"):].split(";")[0].rstrip("/")
                 for d in dirs:
@@ -339,6 +350,13 @@ def merge(dest, upd):
             merge(dest[k], v)
         else:
             dest[k] = v
+
+
+def workspace():
+    """What dmapingpong_workspace() fetches: repository-relative paths."""
+    with open(os.path.join(TOP, "rust", "Cargo.toml"), encoding="utf-8") as f:
+        m = re.search(r"^members\s*=\s*\[([^\]]*)\]", f.read(), re.M)
+    return ["rust/Cargo.toml", "rust/Cargo.lock"] + ["rust/" + x for x in re.findall(r'"([^"]+)"', m.group(1))]
 
 
 def series():

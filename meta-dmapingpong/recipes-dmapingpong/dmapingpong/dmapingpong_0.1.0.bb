@@ -22,19 +22,17 @@ FILESEXTRAPATHS:prepend := "${DMAPINGPONG_TOP}:"
 # meta-dmapingpong/scripts/dmapingpong-layer.py crates --write
 require ${BPN}-crates.inc
 
-# The workspace, the default configuration and the init files come from the
-# repository (dmapingpong_source); run-ptest is the layer's own (files/).
-SRC_URI += "file://rust/Cargo.toml \
-            file://rust/Cargo.lock \
-            file://rust/uapi \
-            file://rust/dmapingpong \
-            file://rust/dmapingpong-tools \
-            file://rust/dmapingpong-selftest \
+# From the repository (dmapingpong_source.bbclass): the cargo workspace
+# (rust/Cargo.toml, rust/Cargo.lock and the members rust/Cargo.toml names,
+# dmapingpong_workspace), the default configuration and the init files.
+# run-ptest is the layer's own (files/).
+SRC_URI += "${@dmapingpong_workspace(d)} \
             file://configs/selftest.toml \
             file://configs/init/dmapingpong-selftest.init \
             file://configs/init/dmapingpong-selftest.service \
             file://run-ptest \
             "
+
 S = "${UNPACKDIR}/rust"
 
 # The uapi crate's C header test compiles a C program: there is no compiler
