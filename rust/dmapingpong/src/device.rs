@@ -124,6 +124,13 @@ impl Device {
             arg.dmabuf_fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
             arg.usage = usage.raw();
         }
+        self.create_fence_raw(arg)
+    }
+
+    /// `DPP_IOCTL_CREATE_FENCE` with the argument as given (`usage`, `flags`
+    /// and `reserved` included, so that the driver's argument checks can be
+    /// exercised).
+    pub fn create_fence_raw(&self, mut arg: uapi::DppFenceCreate) -> Result<Fence> {
         // SAFETY: DPP_CREATE_FENCE is `_IOWR(DPP_IOC_MAGIC, 2, struct
         // dpp_fence_create)` and `arg` is a valid, exclusively borrowed
         // `DppFenceCreate` for the call.
@@ -152,20 +159,11 @@ impl Device {
     /// Errors: `EINVAL` if the fence was not created by this file, is already
     /// signalled, or an older fence of this file is still pending.
     pub fn signal(&self, fence: &Fence, error: Option<Errno>) -> Result<()> {
-        let mut arg = uapi::DppFenceSignal {
+        self.signal_raw(uapi::DppFenceSignal {
             fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence.as_fd()),
             error: error.map_or(0, |e| -e.raw_os_error()),
             ..Default::default()
-        };
-        // SAFETY: DPP_SIGNAL_FENCE is `_IOW(DPP_IOC_MAGIC, 3, struct
-        // dpp_fence_signal)`; the kernel only reads the borrowed `arg`.
-        unsafe {
-            ioctl(
-                &self.fd,
-                Updater::<{ sys::DPP_SIGNAL_FENCE }, uapi::DppFenceSignal>::new(&mut arg),
-            )
-        }
-        .map_err(|e| self.err("SIGNAL_FENCE", e))?;
+        })?;
         log::debug!(
             "signalled fence {}:{} ({:?})",
             fence.context(),
@@ -175,36 +173,58 @@ impl Device {
         Ok(())
     }
 
+    /// `DPP_IOCTL_SIGNAL_FENCE` with the argument as given (any fd, any
+    /// `error`, `reserved` included).
+    pub fn signal_raw(&self, mut arg: uapi::DppFenceSignal) -> Result<()> {
+        // SAFETY: DPP_SIGNAL_FENCE is `_IOW(DPP_IOC_MAGIC, 3, struct
+        // dpp_fence_signal)`; the kernel only reads the borrowed `arg`.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_SIGNAL_FENCE }, uapi::DppFenceSignal>::new(&mut arg),
+            )
+        }
+        .map_err(|e| self.err("SIGNAL_FENCE", e))
+    }
+
     /// `DPP_IOCTL_WAIT_FENCE`: waits up to `timeout` (nanosecond
     /// resolution, `ZERO` samples) for any sync_file's fence.
     ///
     /// Returns [`FenceStatus::Pending`] if the timeout expired (`ETIME`).
     pub fn wait_fence(&self, fence: impl AsFd, timeout: Duration) -> Result<FenceStatus> {
-        let mut arg = uapi::DppFenceWait {
+        let arg = uapi::DppFenceWait {
             fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence.as_fd()),
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             ..Default::default()
         };
         loop {
-            // SAFETY: DPP_WAIT_FENCE is `_IOWR(DPP_IOC_MAGIC, 4, struct
-            // dpp_fence_wait)` and `arg` is a valid, exclusively borrowed
-            // `DppFenceWait` for the call.
-            let r = unsafe {
-                ioctl(
-                    &self.fd,
-                    Updater::<{ sys::DPP_WAIT_FENCE }, uapi::DppFenceWait>::new(&mut arg),
-                )
-            };
-            return match r {
-                Ok(()) if arg.status == 0 => Ok(FenceStatus::Signalled),
-                Ok(()) => Ok(FenceStatus::Error(Errno::from_raw_os_error(-arg.status))),
-                Err(Errno::TIME) => Ok(FenceStatus::Pending),
+            return match self.wait_fence_raw(arg) {
+                Ok(out) if out.status == 0 => Ok(FenceStatus::Signalled),
+                Ok(out) => Ok(FenceStatus::Error(Errno::from_raw_os_error(-out.status))),
+                Err(e) if e.errno() == Some(Errno::TIME) => Ok(FenceStatus::Pending),
                 // A signal interrupted the wait; waiting the full timeout
                 // again errs on the side of waiting longer, never shorter.
-                Err(Errno::INTR) => continue,
-                Err(e) => Err(self.err("WAIT_FENCE", e)),
+                Err(e) if e.errno() == Some(Errno::INTR) => continue,
+                Err(e) => Err(e),
             };
         }
+    }
+
+    /// One `DPP_IOCTL_WAIT_FENCE` with the argument as given (`flags`,
+    /// `pad` and `reserved` included); returns the argument as the kernel
+    /// wrote it back. `ETIME` (timeout) and `EINTR` are errors here.
+    pub fn wait_fence_raw(&self, mut arg: uapi::DppFenceWait) -> Result<uapi::DppFenceWait> {
+        // SAFETY: DPP_WAIT_FENCE is `_IOWR(DPP_IOC_MAGIC, 4, struct
+        // dpp_fence_wait)` and `arg` is a valid, exclusively borrowed
+        // `DppFenceWait` for the call.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_WAIT_FENCE }, uapi::DppFenceWait>::new(&mut arg),
+            )
+        }
+        .map_err(|e| self.err("WAIT_FENCE", e))?;
+        Ok(arg)
     }
 }
 

@@ -1,0 +1,412 @@
+//! Class 6, `fault_injection`: allocation failures injected into the
+//! driver's calls, for this thread only
+//! (`Documentation/fault-injection/fault-injection.rst`).
+//!
+//! Phase 1, systematic: for each call (open, GET_INFO, ALLOC, CREATE_FENCE
+//! without and with a buffer, SIGNAL_FENCE, WAIT_FENCE, EXPORT_SYNC_FILE,
+//! mmap, DMA_BUF_SET_NAME) and each n = 1, 2, ..., `/proc/thread-self/fail-nth`
+//! fails the n-th allocation (slab or page) of the call, until n exceeds the
+//! call's allocations. Phase 2: failslab and fail_page_alloc with
+//! `task-filter` (`/proc/thread-self/make-it-fail`), probability 100 and
+//! varying `interval`, `times` 1, over sequences of calls. Every call must
+//! succeed or fail with `ENOMEM`, the driver's counters must return to the
+//! baseline, and everything must work after the knobs are reset.
+//!
+//! Between arming and disarming, the thread makes no system call but the one
+//! under test and allocates no memory, so that the failure lands in the
+//! driver's call.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use dmapingpong::Errno;
+use dmapingpong::uapi::{self as u, DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait};
+use rustix::fs::{Mode, OFlags};
+
+use super::Diags;
+use crate::ctx::{Ctx, Figures};
+use crate::error::{Failure, Result};
+use crate::ktap::Outcome;
+use crate::sys::{self, RawMap, ioctl_bytes};
+
+const DEBUGFS: &str = "/sys/kernel/debug";
+/// The fault types used.
+const TYPES: [&str; 2] = ["failslab", "fail_page_alloc"];
+/// Outcomes an injected allocation failure may cause.
+const CLEAN: [Errno; 1] = [Errno::NOMEM];
+
+/// The debugfs knobs, restored to their previous values on drop.
+struct Knobs {
+    saved: Vec<(PathBuf, String)>,
+}
+
+impl Knobs {
+    fn new() -> Knobs {
+        Knobs { saved: Vec::new() }
+    }
+
+    /// Writes `value` to `<type>/<name>` of every fault type that has it.
+    fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        for ty in TYPES {
+            let path = Path::new(DEBUGFS).join(ty).join(name);
+            if !path.exists() {
+                continue;
+            }
+            if !self.saved.iter().any(|(p, _)| *p == path) {
+                let old = std::fs::read_to_string(&path)
+                    .map_err(|e| Failure::io(format!("read {}", path.display()), e))?;
+                self.saved.push((path.clone(), old.trim().to_string()));
+            }
+            std::fs::write(&path, value)
+                .map_err(|e| Failure::io(format!("write {value} to {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// The sum of `<type>/times` over the fault types.
+    fn times(&self) -> Result<i64> {
+        let mut sum = 0;
+        for ty in TYPES {
+            let path = Path::new(DEBUGFS).join(ty).join("times");
+            let s = std::fs::read_to_string(&path)
+                .map_err(|e| Failure::io(format!("read {}", path.display()), e))?;
+            sum += s
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| Failure::Check(format!("{}: {e}", path.display())))?;
+        }
+        Ok(sum)
+    }
+}
+
+impl Drop for Knobs {
+    fn drop(&mut self) {
+        for (path, old) in self.saved.iter().rev() {
+            if let Err(e) = std::fs::write(path, old) {
+                log::warn!("cannot restore {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// A per-thread proc file written and read without allocating.
+struct ProcKnob {
+    fd: OwnedFd,
+}
+
+impl ProcKnob {
+    fn open(name: &str) -> Result<ProcKnob> {
+        let path = format!("/proc/thread-self/{name}");
+        let fd = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Failure::os(format!("open {path}"), e))?;
+        Ok(ProcKnob { fd })
+    }
+
+    /// Writes the decimal `n` (no allocation).
+    fn write(&self, n: u32) -> std::result::Result<(), Errno> {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut v = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        rustix::io::pwrite(&self.fd, &digits[i..], 0).map(drop)
+    }
+
+    /// Reads the decimal value (no allocation).
+    fn read(&self) -> std::result::Result<u32, Errno> {
+        let mut buf = [0u8; 16];
+        let n = rustix::io::pread(&self.fd, &mut buf, 0)?;
+        Ok(buf[..n]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0')))
+    }
+}
+
+/// What a call under test produced; dropped only after disarming.
+enum Made {
+    Nothing,
+    Fd(#[allow(dead_code)] OwnedFd),
+    Map(#[allow(dead_code)] RawMap),
+}
+
+/// Objects a call needs, made before arming.
+struct Setup {
+    dev: OwnedFd,
+    buf: OwnedFd,
+    fence: OwnedFd,
+}
+
+/// The calls under test.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Open,
+    GetInfo,
+    AllocPage,
+    Alloc64k,
+    FenceNoBuffer,
+    FenceWithBuffer,
+    Signal,
+    Wait,
+    ExportSyncFile,
+    Mmap,
+    SetName,
+}
+
+const CALLS: [Call; 11] = [
+    Call::Open,
+    Call::GetInfo,
+    Call::AllocPage,
+    Call::Alloc64k,
+    Call::FenceNoBuffer,
+    Call::FenceWithBuffer,
+    Call::Signal,
+    Call::Wait,
+    Call::ExportSyncFile,
+    Call::Mmap,
+    Call::SetName,
+];
+
+fn fd_at(bytes: &[u8], off: usize) -> i32 {
+    i32::from_ne_bytes(bytes[off..off + 4].try_into().expect("4 bytes"))
+}
+
+impl Call {
+    /// Makes what the call needs (not under injection).
+    fn setup(ctx: &Ctx) -> Result<Setup> {
+        let dev = ctx.open()?;
+        let buf = dev.alloc(1)?;
+        let fence = dev.create_fence(None)?;
+        Ok(Setup {
+            dev: dev_fd(dev)?,
+            buf: buf.into(),
+            fence: fence.into_sync_file().into(),
+        })
+    }
+
+    /// Performs the call; no allocation, one system call.
+    fn perform(self, s: &Setup, path: &CStr) -> std::result::Result<Made, Errno> {
+        let dev = s.dev.as_fd();
+        match self {
+            Call::Open => {
+                rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map(Made::Fd)
+            }
+            Call::GetInfo => {
+                let mut b = [0u8; u::DppInfo::SIZE];
+                ioctl_bytes(dev, u::DPP_IOCTL_GET_INFO, &mut b).map(|_| Made::Nothing)
+            }
+            Call::AllocPage | Call::Alloc64k => {
+                let size = if matches!(self, Call::AllocPage) {
+                    1
+                } else {
+                    1 << 16
+                };
+                let mut b = DppAlloc {
+                    size,
+                    ..Default::default()
+                }
+                .to_ne_bytes();
+                ioctl_bytes(dev, u::DPP_IOCTL_ALLOC, &mut b)
+                    .map(|_| Made::Fd(sys::adopt_fd(fd_at(&b, 12))))
+            }
+            Call::FenceNoBuffer | Call::FenceWithBuffer => {
+                let (dmabuf_fd, usage) = if matches!(self, Call::FenceNoBuffer) {
+                    (-1, u::DPP_USAGE_NONE)
+                } else {
+                    (s.buf.as_raw_fd(), u::DPP_USAGE_WRITE)
+                };
+                let mut b = DppFenceCreate {
+                    dmabuf_fd,
+                    usage,
+                    ..Default::default()
+                }
+                .to_ne_bytes();
+                ioctl_bytes(dev, u::DPP_IOCTL_CREATE_FENCE, &mut b)
+                    .map(|_| Made::Fd(sys::adopt_fd(fd_at(&b, 12))))
+            }
+            Call::Signal => {
+                let mut b = DppFenceSignal {
+                    fence_fd: s.fence.as_raw_fd(),
+                    ..Default::default()
+                }
+                .to_ne_bytes();
+                ioctl_bytes(dev, u::DPP_IOCTL_SIGNAL_FENCE, &mut b).map(|_| Made::Nothing)
+            }
+            Call::Wait => {
+                let mut b = DppFenceWait {
+                    fence_fd: s.fence.as_raw_fd(),
+                    ..Default::default()
+                }
+                .to_ne_bytes();
+                match ioctl_bytes(dev, u::DPP_IOCTL_WAIT_FENCE, &mut b) {
+                    Err(Errno::TIME) | Ok(_) => Ok(Made::Nothing),
+                    Err(e) => Err(e),
+                }
+            }
+            Call::ExportSyncFile => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&(sys::SYNC_READ as u32).to_ne_bytes());
+                ioctl_bytes(s.buf.as_fd(), sys::DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &mut b)
+                    .map(|_| Made::Fd(sys::adopt_fd(fd_at(&b, 4))))
+            }
+            Call::Mmap => RawMap::shared(s.buf.as_fd(), 4096, 0).map(Made::Map),
+            Call::SetName => sys::dma_buf_set_name(s.buf.as_fd(), c"fault").map(|()| Made::Nothing),
+        }
+    }
+}
+
+fn dev_fd(dev: dmapingpong::Device) -> Result<OwnedFd> {
+    dev.as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Failure::io("dup the device", e))
+}
+
+fn path_cstr(ctx: &Ctx) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(ctx.device.as_os_str().as_encoded_bytes())
+        .map_err(|e| Failure::Check(format!("device path: {e}")))
+}
+
+/// Phase 1: `fail-nth` over every allocation of every call.
+fn systematic(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
+    let nth = ProcKnob::open("fail-nth")?;
+    let path = path_cstr(ctx)?;
+    let mut injected_total = 0;
+    let mut summary = Vec::new();
+    for call in CALLS {
+        let baseline = ctx.usage()?;
+        let mut injected = 0;
+        let mut failed = 0;
+        let mut n = 1;
+        loop {
+            if n > ctx.plan.fail_nth_max {
+                summary.push(format!("{call:?}: >{} allocations (stopped)", n - 1));
+                break;
+            }
+            let setup = Call::setup(ctx)?;
+            nth.write(n).map_err(|e| Failure::os("write fail-nth", e))?;
+            let r = call.perform(&setup, &path);
+            let left = nth.read();
+            let disarm = nth.write(0);
+            let left = left.map_err(|e| Failure::os("read fail-nth", e))?;
+            disarm.map_err(|e| Failure::os("reset fail-nth", e))?;
+            let was_injected = left == 0;
+            match (&r, was_injected) {
+                (Ok(_), _) => {}
+                (Err(e), true) if CLEAN.contains(e) => failed += 1,
+                (Err(e), _) => {
+                    return Err(Failure::Unexpected {
+                        op: format!(
+                            "{call:?} with allocation {n} failing (injected: {was_injected})"
+                        ),
+                        got: crate::error::outcome(Some(*e)),
+                        expected: "ok or ENOMEM".into(),
+                    });
+                }
+            }
+            drop(r);
+            drop(setup);
+            if !was_injected {
+                summary.push(format!(
+                    "{call:?}: {} allocation(s), {failed} failed cleanly",
+                    n - 1
+                ));
+                break;
+            }
+            injected += 1;
+            n += 1;
+        }
+        injected_total += injected;
+        ctx.expect_baseline(baseline, &format!("after injecting into {call:?}"))?;
+    }
+    diags.push(format!("fail-nth: {}", summary.join(", ")));
+    Ok(injected_total)
+}
+
+/// Phase 2: task-filter, probability 100, interval k, times 1.
+fn task_filter(ctx: &Ctx, knobs: &mut Knobs, diags: &mut Diags) -> Result<u64> {
+    let make_it_fail = ProcKnob::open("make-it-fail")?;
+    let path = path_cstr(ctx)?;
+    let baseline = ctx.usage()?;
+    let mut injected = 0;
+    let mut failed = 0;
+    let mut calls = 0;
+    for interval in [1u64, 2, 3, 5, 8, 13, 21] {
+        for round in 0..ctx.plan.filter_ops.div_ceil(CALLS.len() as u64) {
+            knobs.set("interval", &interval.to_string())?;
+            knobs.set("times", "1")?;
+            knobs.set("probability", "100")?;
+            let before = knobs.times()?;
+            for call in CALLS {
+                let setup = Call::setup(ctx)?;
+                make_it_fail
+                    .write(1)
+                    .map_err(|e| Failure::os("write make-it-fail", e))?;
+                let r = call.perform(&setup, &path);
+                let off = make_it_fail.write(0);
+                off.map_err(|e| Failure::os("reset make-it-fail", e))?;
+                calls += 1;
+                match &r {
+                    Ok(_) => {}
+                    Err(e) if CLEAN.contains(e) => failed += 1,
+                    Err(e) => {
+                        return Err(Failure::Unexpected {
+                            op: format!(
+                                "{call:?} with task-filter interval {interval} round {round}"
+                            ),
+                            got: crate::error::outcome(Some(*e)),
+                            expected: "ok or ENOMEM".into(),
+                        });
+                    }
+                }
+            }
+            let after = knobs.times()?;
+            injected += (before - after).max(0) as u64;
+            knobs.set("probability", "0")?;
+        }
+    }
+    ctx.expect_baseline(baseline, "after the task-filter phase")?;
+    diags.push(format!(
+        "task-filter: {calls} calls, {injected} failures injected, {failed} calls failed cleanly"
+    ));
+    Ok(injected)
+}
+
+/// Runs the class.
+pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
+    let present = TYPES
+        .iter()
+        .all(|t| Path::new(DEBUGFS).join(t).join("probability").exists())
+        && Path::new("/proc/thread-self/fail-nth").exists();
+    if !present {
+        return Ok(Outcome::Skip("no fault injection in this kernel".into()));
+    }
+    let baseline = ctx.usage()?;
+    let mut knobs = Knobs::new();
+    knobs.set("probability", "0")?;
+    knobs.set("verbose", "0")?;
+    knobs.set("task-filter", "Y")?;
+    knobs.set("space", "0")?;
+    knobs.set("ignore-gfp-wait", "N")?;
+    knobs.set("ignore-gfp-highmem", "N")?;
+    knobs.set("min-order", "0")?;
+    knobs.set("cache-filter", "N")?;
+    let systematic = systematic(ctx, diags)?;
+    let filtered = task_filter(ctx, &mut knobs, diags)?;
+    drop(knobs);
+    Figures::add(&ctx.figures.fault_injections, systematic + filtered);
+    diags.push(format!(
+        "{} allocation failures injected ({systematic} fail-nth, {filtered} task-filter)",
+        systematic + filtered
+    ));
+    // Everything works again.
+    super::sanity_cycle(ctx)?;
+    ctx.expect_baseline(baseline, "after fault injection")?;
+    Ok(Outcome::Pass)
+}
