@@ -47,9 +47,9 @@ impl Profile {
         match self {
             Profile::Ci => Plan {
                 fuzz_threads: 4,
-                fuzz_ops_per_thread: 2_500,
+                fuzz_ops_per_thread: 1_500,
                 peer_kills: 30,
-                soak_rounds_per_mode: 5_000,
+                soak_rounds_per_mode: 1_500,
                 fail_nth_max: 64,
                 filter_ops: 40,
                 reuse_rounds: 8,
