@@ -181,6 +181,30 @@ impl Channel {
         Ok((Channel { sock: a }, Channel { sock: b }))
     }
 
+    /// Returns whether the peer has closed its end of the connection
+    /// (`POLLRDHUP`/`POLLHUP`), without waiting.
+    pub fn peer_closed(&self) -> Result<bool> {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.sock,
+            PollFlags::RDHUP | PollFlags::IN,
+        )];
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        loop {
+            match rustix::event::poll(&mut fds, Some(&now)) {
+                Ok(_) => {
+                    return Ok(fds[0]
+                        .revents()
+                        .intersects(PollFlags::RDHUP | PollFlags::HUP));
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Error::os("poll", "socket", e)),
+            }
+        }
+    }
+
     /// Sets the receive and send timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`):
     /// [`recv`](Self::recv) fails with [`Error::Timeout`] when nothing
     /// arrives in time. `timeout` must be non-zero (zero means "forever").
@@ -480,5 +504,6 @@ mod tests {
         assert!(matches!(b.recv("nothing"), Err(Error::Timeout { .. })));
         drop(a);
         assert!(matches!(b.recv("eof"), Err(Error::PeerClosed { .. })));
+        assert!(b.peer_closed().unwrap());
     }
 }

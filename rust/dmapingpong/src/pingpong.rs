@@ -257,8 +257,21 @@ impl Session<'_> {
         }
         for (b, map) in self.maps.iter_mut().enumerate() {
             let cpu = map.begin(Access::Read)?;
-            pattern::verify(cpu.as_slice(), seq, b as u32)?;
+            let verified = pattern::verify(cpu.as_slice(), seq, b as u32);
             cpu.end()?;
+            if let Err(mismatch) = verified {
+                // A writer killed between its round message and our export of its
+                // write fences: their cancellation (ECANCELED) happened before the
+                // export, which leaves signalled fences out. Say what happened.
+                if self.mode == Mode::Implicit && self.chan.peer_closed()? {
+                    return Err(Error::PeerClosed {
+                        context: format!(
+                            "{context}: the writer exited before finishing it ({mismatch})"
+                        ),
+                    });
+                }
+                return Err(mismatch.into());
+            }
             self.verified += map.len() as u64;
         }
         Ok(())
