@@ -15,11 +15,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
+use rustix::io::Errno;
 
 use crate::channel::{Channel, MAX_FDS, Message};
 use crate::error::{Error, Result};
 use crate::pattern;
-use crate::{Access, Device, DmaBuf, FenceStatus, Mapping, SyncFile, Usage};
+use crate::{Access, Device, DmaBuf, Fence, FenceStatus, Mapping, SyncFile, Usage};
 
 /// How a writer tells the reader that its writes are complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,13 +176,17 @@ impl Session<'_> {
         match self.mode {
             Mode::Explicit => {
                 let fence = dev.create_fence(None)?;
-                chan.send(&Message::Round { round, seq }, &[fence.as_fd()])?;
-                for (b, map) in maps.iter_mut().enumerate() {
-                    let mut cpu = map.begin(Access::Write)?;
-                    pattern::fill(cpu.as_mut_slice(), seq, b as u32);
-                    cpu.end()?;
-                }
-                dev.signal(&fence, None)
+                let written = chan
+                    .send(&Message::Round { round, seq }, &[fence.as_fd()])
+                    .and_then(|()| {
+                        for (b, map) in maps.iter_mut().enumerate() {
+                            let mut cpu = map.begin(Access::Write)?;
+                            pattern::fill(cpu.as_mut_slice(), seq, b as u32);
+                            cpu.end()?;
+                        }
+                        Ok(())
+                    });
+                finish(dev, std::slice::from_ref(&fence), written)
             }
             Mode::Implicit => {
                 // DMA_BUF_SYNC_START waits (without timeout) for the fences it
@@ -192,17 +197,26 @@ impl Session<'_> {
                     .iter_mut()
                     .map(|m| m.begin(Access::Write))
                     .collect::<Result<Vec<_>>>()?;
-                let fences = bufs
-                    .iter()
-                    .map(|buf| dev.create_fence(Some((buf.as_fd(), Usage::Write))))
-                    .collect::<Result<Vec<_>>>()?;
-                chan.send(&Message::Round { round, seq }, &[])?;
-                for (b, (mut cpu, fence)) in cpus.drain(..).zip(&fences).enumerate() {
-                    pattern::fill(cpu.as_mut_slice(), seq, b as u32);
-                    cpu.end()?;
-                    dev.signal(fence, None)?;
+                let mut fences = Vec::with_capacity(bufs.len());
+                for buf in bufs.iter() {
+                    match dev.create_fence(Some((buf.as_fd(), Usage::Write))) {
+                        Ok(fence) => fences.push(fence),
+                        Err(e) => return finish(dev, &fences, Err(e)),
+                    }
                 }
-                Ok(())
+                let mut signalled = 0;
+                let written = chan
+                    .send(&Message::Round { round, seq }, &[])
+                    .and_then(|()| {
+                        for (b, (mut cpu, fence)) in cpus.drain(..).zip(&fences).enumerate() {
+                            pattern::fill(cpu.as_mut_slice(), seq, b as u32);
+                            cpu.end()?;
+                            dev.signal(fence, None)?;
+                            signalled += 1;
+                        }
+                        Ok(())
+                    });
+                finish(dev, &fences[signalled..], written)
             }
         }
     }
@@ -276,6 +290,20 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// Ends a write: on success signals `pending` (in order); on failure cancels
+/// them with `ECANCELED`, so that neither the peer nor a later session on the
+/// same device (whose fences must signal in seqno order) is left waiting.
+fn finish(dev: &Device, pending: &[Fence], written: Result<()>) -> Result<()> {
+    let error = written.as_ref().err().map(|_| Errno::CANCELED);
+    for fence in pending {
+        let signalled = dev.signal(fence, error);
+        if written.is_ok() {
+            signalled?;
+        }
+    }
+    written
 }
 
 fn check_status(status: FenceStatus, what: String, timeout: Duration) -> Result<()> {
