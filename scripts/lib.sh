@@ -84,6 +84,12 @@ dpp_rm_tree() {
 	rm -rf --one-file-system "$d"
 }
 
+# The driver's sources; its build directory is keyed by them, so that a
+# build never reuses objects of other sources at the same path.
+dpp_driver_key() {
+	dpp_hash "$DPP_TOP"/rust/driver/Kbuild "$DPP_TOP"/rust/driver/*.rs "$DPP_TOP"/rust/uapi/src/abi.rs
+}
+
 dpp_buildroot_dir() {
 	echo "$DPP_CACHE/buildroot-$(dpp_hash "$DPP_TOP/configs/buildroot-packages.txt" "$DPP_TOP/scripts/buildroot")"
 }
