@@ -261,19 +261,7 @@ impl Ctx {
 
     /// Runs `rmmod` or `modprobe` on the module; `Err` carries its output.
     pub fn modtool(&self, tool: &str) -> Result<std::result::Result<(), String>> {
-        let out = Command::new(tool)
-            .arg(&self.module)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Failure::io(format!("run {tool}"), e))?;
-        Ok(if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        })
+        dmapingpong::module::run_tool(tool, &self.module)
+            .map_err(|e| Failure::io(format!("run {tool}"), e))
     }
 }

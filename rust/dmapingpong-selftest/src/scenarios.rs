@@ -524,19 +524,7 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
 }
 
 fn modtool(tool: &str, name: &str) -> anyhow::Result<Result<(), String>> {
-    let out = Command::new(tool)
-        .arg(name)
-        .output()
-        .with_context(|| format!("run {tool}"))?;
-    Ok(if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    })
+    dmapingpong::module::run_tool(tool, name).with_context(|| format!("run {tool}"))
 }
 
 fn module_pinned(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {

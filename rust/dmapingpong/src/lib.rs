@@ -13,6 +13,7 @@
 //!   and fds (`SCM_RIGHTS`) with receive timeouts.
 //! * [`pingpong`]: the two-process ping-pong engine over a [`Channel`], and
 //!   [`pattern`]: the data pattern it writes and verifies.
+//! * [`module`]: unloading and loading the driver's module.
 //!
 //! Every blocking operation has a timeout; errors are [`Error`]s naming the
 //! operation and carrying the [`Errno`].
@@ -22,6 +23,7 @@ mod channel;
 mod device;
 mod error;
 mod fence;
+pub mod module;
 pub mod pattern;
 pub mod pingpong;
 mod sys;
