@@ -273,6 +273,27 @@ fn path_cstr(ctx: &Ctx) -> Result<std::ffi::CString> {
         .map_err(|e| Failure::Check(format!("device path: {e}")))
 }
 
+/// A CREATE_FENCE that failed must not leave its fence pending in the
+/// buffer's reservation (where nobody could signal it until the file is
+/// closed): the buffer's write fences are all signalled, `poll(POLLIN)` is
+/// ready at once.
+fn expect_no_pending_write_fence(buf: &OwnedFd, n: impl std::fmt::Display) -> Result<()> {
+    let mut fds = [rustix::event::PollFd::new(buf, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&zero))
+        .map_err(|e| Failure::os("poll the dma-buf", e))?;
+    if ready == 0 {
+        return Err(Failure::Check(format!(
+            "CREATE_FENCE failed with allocation {n} failing, but left a pending write fence \
+             in the buffer's reservation"
+        )));
+    }
+    Ok(())
+}
+
 /// Phase 1: `fail-nth` over every allocation of every call.
 fn systematic(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
     let nth = ProcKnob::open("fail-nth")?;
@@ -299,7 +320,12 @@ fn systematic(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
             let was_injected = left == 0;
             match (&r, was_injected) {
                 (Ok(_), _) => {}
-                (Err(e), true) if CLEAN.contains(e) => failed += 1,
+                (Err(e), true) if CLEAN.contains(e) => {
+                    failed += 1;
+                    if matches!(call, Call::FenceWithBuffer) {
+                        expect_no_pending_write_fence(&setup.buf, n)?;
+                    }
+                }
                 (Err(e), _) => {
                     return Err(Failure::Unexpected {
                         op: format!(
