@@ -278,7 +278,10 @@ fn path_cstr(ctx: &Ctx) -> Result<std::ffi::CString> {
 /// closed): the buffer's write fences are all signalled, `poll(POLLIN)` is
 /// ready at once.
 fn expect_no_pending_write_fence(buf: &OwnedFd, n: impl std::fmt::Display) -> Result<()> {
-    let mut fds = [rustix::event::PollFd::new(buf, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        buf,
+        rustix::event::PollFlags::IN,
+    )];
     let zero = rustix::event::Timespec {
         tv_sec: 0,
         tv_nsec: 0,
