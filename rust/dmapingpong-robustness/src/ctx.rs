@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dmapingpong::{Channel, Device};
+use dmapingpong::{Channel, Device, DmaBuf, Errno};
 
 use crate::error::{Context, Failure, Result};
 
@@ -263,5 +263,26 @@ impl Ctx {
     pub fn modtool(&self, tool: &str) -> Result<std::result::Result<(), String>> {
         dmapingpong::module::run_tool(tool, &self.module)
             .map_err(|e| Failure::io(format!("run {tool}"), e))
+    }
+}
+
+/// Allocates buffers of `chunk` bytes until the pool answers `ENOMEM`, and
+/// fails if more than `pool_size` bytes could be allocated: the pool must
+/// bound them (and a driver that never says `ENOMEM` must not make this loop
+/// run until the machine is out of memory).
+pub fn fill_pool(dev: &Device, chunk: u64, pool_size: u64) -> Result<Vec<DmaBuf>> {
+    let mut held = Vec::new();
+    loop {
+        match dev.alloc(chunk) {
+            Ok(b) => held.push(b),
+            Err(e) if e.errno() == Some(Errno::NOMEM) => return Ok(held),
+            Err(e) => return Err(e.into()),
+        }
+        if held.len() as u64 * chunk > pool_size {
+            return Err(Failure::Check(format!(
+                "allocated {} buffers of {chunk} bytes from a pool of {pool_size}",
+                held.len()
+            )));
+        }
     }
 }

@@ -222,19 +222,7 @@ fn alloc_cases(dev: &Device, info: &u::DppInfo, diags: &mut Diags) -> Result<()>
     }
     // Exhaustion: quarter-pool buffers until ENOMEM, never more than the pool.
     let chunk = (pool / 4).next_multiple_of(page).max(page);
-    let mut held = Vec::new();
-    loop {
-        match dev.alloc(chunk) {
-            Ok(b) => held.push(b),
-            Err(e) if e.errno() == Some(Errno::NOMEM) => break,
-            Err(e) => return Err(e.into()),
-        }
-        check!(
-            held.len() as u64 * chunk <= pool,
-            "allocated {} buffers of {chunk} bytes from a pool of {pool}",
-            held.len()
-        );
-    }
+    let held = crate::ctx::fill_pool(dev, chunk, pool)?;
     let used = dev.info()?.pool_used;
     check!(
         used <= pool && used >= held.len() as u64 * chunk,

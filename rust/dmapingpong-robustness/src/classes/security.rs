@@ -65,14 +65,7 @@ fn no_stale_data(ctx: &Ctx, dev: &Device, info: &DppInfo, diags: &mut Diags) -> 
     for round in 0..ctx.plan.reuse_rounds {
         // Sizes vary per round so that regions are reused at other offsets.
         let chunk = (info.pool_size / (2 + round % 7)).next_multiple_of(u64::from(info.page_size));
-        let mut held = Vec::new();
-        loop {
-            match dev.alloc(chunk) {
-                Ok(b) => held.push(b),
-                Err(e) if e.errno() == Some(Errno::NOMEM) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let held = crate::ctx::fill_pool(dev, chunk, info.pool_size)?;
         check!(
             !held.is_empty(),
             "round {round}: no buffer of {chunk} bytes"
