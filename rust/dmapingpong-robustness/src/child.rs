@@ -115,13 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
             let buf = dev.alloc(args.size)?;
             let mut map = buf.mmap()?;
             pattern::fill(map.unsynced_mut(), 7, 0);
-            let hello = Message::Hello {
-                mode: Mode::Explicit,
-                buffers: 1,
-                size: buf.size(),
-                rounds: 1,
-            };
-            chan.send(&hello, &[buf.as_fd()])?;
+            chan.send_buffer(&buf, Mode::Explicit)?;
             Ok(())
         }
         Role::Importer => {

@@ -414,13 +414,7 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
         pattern::fill(cpu.as_mut_slice(), 0, 0);
         cpu.end()?;
         let (child, chan) = spawn(cfg, Role::Lifetimes)?;
-        let hello = Message::Hello {
-            mode: Mode::Explicit,
-            buffers: 1,
-            size: buf.size(),
-            rounds: 1,
-        };
-        chan.send(&hello, &[buf.as_fd()])?;
+        chan.send_buffer(&buf, Mode::Explicit)?;
         drop((buf, dev));
         let kept = if exporter_first {
             drop(map);
@@ -479,15 +473,7 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
     // Implicit: the child's write fence in our buffer.
     let buf = dev.alloc(1)?;
     let (child, chan) = spawn(cfg, Role::ExitImplicit)?;
-    chan.send(
-        &Message::Hello {
-            mode: Mode::Implicit,
-            buffers: 1,
-            size: buf.size(),
-            rounds: 1,
-        },
-        &[buf.as_fd()],
-    )?;
+    chan.send_buffer(&buf, Mode::Implicit)?;
     let (msg, fds) = chan.recv("the child's fence")?;
     ensure!(
         msg == Message::Round { round: 0, seq: 0 } && fds.is_empty(),

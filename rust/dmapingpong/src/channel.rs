@@ -282,6 +282,18 @@ impl Channel {
             .unwrap_or_default()
     }
 
+    /// Hands one buffer to the peer: a [`Message::Hello`] of a one-buffer,
+    /// one-round session in `mode`, with the buffer's fd attached.
+    pub fn send_buffer(&self, buf: &crate::DmaBuf, mode: Mode) -> Result<()> {
+        let hello = Message::Hello {
+            mode,
+            buffers: 1,
+            size: buf.size(),
+            rounds: 1,
+        };
+        self.send(&hello, &[buf.as_fd()])
+    }
+
     /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached.
     pub fn send(&self, msg: &Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
         if fds.len() > MAX_FDS {

@@ -43,15 +43,7 @@ fn close_orders(ctx: &Ctx, diags: &mut Diags) -> Result<()> {
         let mut map = buf.mmap()?;
         pattern::fill(map.unsynced_mut(), 8, 0);
         let (kid, chan) = ctx.spawn("importer", &[])?;
-        chan.send(
-            &Message::Hello {
-                mode: dmapingpong::pingpong::Mode::Explicit,
-                buffers: 1,
-                size: buf.size(),
-                rounds: 1,
-            },
-            &[buf.as_fd()],
-        )?;
+        chan.send_buffer(&buf, dmapingpong::pingpong::Mode::Explicit)?;
         drop(buf);
         drop(dev);
         map.close_fd();
