@@ -12,39 +12,60 @@
 //! and every fence holds a reference to this module, so it cannot be unloaded while one exists.
 //! Each open file is a fence context; when it is released, the fences it left pending are
 //! signalled with `-ECANCELED`, so that nobody waits for a dead producer.
+//!
+//! Device jobs (`DPP_IOCTL_SUBMIT_JOB`): fills and copies on buffers, run by a channel of the
+//! SoC's DMA controller when the node names one in `dmas`/`dma-names = "memcpy"` (or any
+//! memcpy-capable channel exists), else by a CPU worker with the same semantics. A job waits for
+//! its in-fences and the buffers' reservation fences through fence callbacks (the caller never
+//! blocks), runs from a workqueue, and signals its out-fence from the DMA completion. The DMA
+//! controller reaches the buffers through dma-buf attachments of its device, mapped like any
+//! importer's. What each engine did is in `/sys/kernel/debug/dmapingpong/stats`.
 
 use core::{
+    fmt,
     ptr::NonNull,
-    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 use kernel::{
-    c_str,
+    c_str, debugfs,
     device::{self, Core},
     devres::BoundDevice,
-    dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, MappedSgTable},
-    dma_buf::{self, Attachment, DmaBuf},
+    dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable},
+    dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
     dma_fence::{Fence, Timeline},
     dma_resv::Usage,
+    dmaengine::{Capability, Channel},
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{flags as vm_flags, VmaNew},
-    new_mutex, of,
+    new_mutex, new_work, of,
     page::PAGE_SIZE,
     platform,
     prelude::*,
+    scatterlist::SGTable,
     str::CString,
     sync::{aref::ARef, Arc, ArcBorrow, Mutex},
     sync_file,
     time::Delta,
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{UserPtr, UserSlice, UserSliceReader},
+    workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
 #[path = "../uapi/src/abi.rs"]
 pub mod abi;
 
-use abi::{DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppInfo};
+use abi::{DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppInfo, DppJob};
 
 const DRIVER_NAME: &CStr = c_str!("dmapingpong");
+
+/// Size of the buffer that DMA fills copy their pattern from (the controllers we drive cannot
+/// fill a 64-bit pattern themselves). Reserved from the pool when a DMA channel is used.
+const PATTERN_SIZE: usize = 64 * 1024;
+
+/// How long a job's transfer may take before it is aborted with `-ETIMEDOUT`: a base, plus a
+/// time per MiB.
+const JOB_TIMEOUT_BASE_MS: i64 = 5000;
+const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 
 /// Logs why a request was rejected and returns `EINVAL`.
 ///
@@ -69,18 +90,27 @@ macro_rules! invalid {
 struct Pool {
     lease: Arc<BoundDevice>,
     region: of::ReservedMemory,
+    /// Bytes of the region that buffers may use (the region less the DMA pattern buffer).
+    capacity: u64,
     #[pin]
     used: Mutex<u64>,
     buffers: AtomicU64,
     fences_pending: AtomicU64,
     rejected: AtomicU32,
+    /// The DMA engine, until the device is unbound or shut down; `None` for the CPU worker.
+    #[pin]
+    engine: Mutex<Option<DmaEngine>>,
+    /// Makes reading a job's reservation dependencies and adding its out-fence one step.
+    #[pin]
+    submit_lock: Mutex<()>,
+    stats: Arc<Stats>,
 }
 
 impl Pool {
     /// Reserves `size` bytes of the pool, or fails with `ENOMEM`.
     fn reserve(&self, size: u64) -> Result {
         let mut used = self.used.lock();
-        if self.region.size() - *used < size {
+        if self.capacity - *used < size {
             return Err(ENOMEM);
         }
         *used += size;
@@ -177,7 +207,427 @@ impl dma_buf::Exporter for Buffer {
     }
 }
 
-/// An open file of `/dev/dmapingpong`: a fence context and its pending fences.
+/// What the engines of a device did, shown in debugfs (`/sys/kernel/debug/dmapingpong/stats`).
+struct Stats {
+    /// `dma <channel>` or `cpu`.
+    engine: CString,
+    dma_jobs: AtomicU64,
+    dma_bytes: AtomicU64,
+    cpu_jobs: AtomicU64,
+    cpu_bytes: AtomicU64,
+    jobs_failed: AtomicU64,
+    jobs_pending: AtomicU64,
+    /// Fault injection (debugfs `fail_transfers`): so many next transfers fail with `-EIO`
+    /// without touching memory, whichever engine runs them.
+    fail_transfers: AtomicU32,
+}
+
+impl Stats {
+    fn show(this: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        writeln!(f, "engine: {}", &*this.engine)?;
+        writeln!(f, "dma_jobs: {}", load(&this.dma_jobs))?;
+        writeln!(f, "dma_bytes: {}", load(&this.dma_bytes))?;
+        writeln!(f, "cpu_jobs: {}", load(&this.cpu_jobs))?;
+        writeln!(f, "cpu_bytes: {}", load(&this.cpu_bytes))?;
+        writeln!(f, "jobs_failed: {}", load(&this.jobs_failed))?;
+        writeln!(f, "jobs_pending: {}", load(&this.jobs_pending))
+    }
+
+    fn show_fail_transfers(this: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", this.fail_transfers.load(Ordering::Relaxed))
+    }
+
+    fn store_fail_transfers(this: &Arc<Stats>, reader: &mut UserSliceReader) -> Result {
+        let mut buf = [0u8; 16];
+        let len = reader.len();
+        if len == 0 || len > buf.len() {
+            return Err(EINVAL);
+        }
+        reader.read_slice(&mut buf[..len])?;
+        let count = core::str::from_utf8(&buf[..len])
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or(EINVAL)?;
+        this.fail_transfers.store(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Consumes one injected failure, if any.
+    fn take_injected_failure(&self) -> bool {
+        self.fail_transfers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// The DMA engine of a device: a channel of the SoC's DMA controller and the buffer that fills
+/// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
+/// unmapped before the channel is released.
+struct DmaEngine {
+    pattern_map: KBox<MappedSgTable>,
+    pattern: CoherentAllocation<u8>,
+    chan: Channel,
+}
+
+impl DmaEngine {
+    /// Requests the channel named `memcpy` in the node's `dma-names`, else any memcpy channel.
+    ///
+    /// Returns `None` when there is none (the CPU worker runs the jobs); `EPROBE_DEFER` if the
+    /// node names a channel whose controller is not probed yet.
+    fn request(dev: &device::Device<Core>) -> Result<Option<Self>> {
+        let chan = match Channel::request(dev, c_str!("memcpy")) {
+            Ok(chan) => chan,
+            Err(err) if err == EPROBE_DEFER => return Err(err),
+            Err(named) => match Channel::request_by_capability(Capability::Memcpy) {
+                Ok(chan) => {
+                    dev_info!(
+                        dev,
+                        "no 'memcpy' in dma-names ({named:?}): using any memcpy channel\n"
+                    );
+                    chan
+                }
+                Err(err) => {
+                    dev_info!(
+                        dev,
+                        "no DMA channel ({named:?}, by capability {err:?}): jobs run on the CPU\n"
+                    );
+                    return Ok(None);
+                }
+            },
+        };
+        let pattern =
+            CoherentAllocation::<u8>::alloc_attrs(dev, PATTERN_SIZE, GFP_KERNEL, DMA_ATTR_NO_WARN)?;
+        let pattern_map = pattern.map_sg_table(chan.device(), DataDirection::ToDevice)?;
+        dev_info!(
+            chan.device(),
+            "dmapingpong jobs run on {} (copy alignment {} bytes, segments up to {} bytes)\n",
+            chan.name(),
+            chan.copy_align(),
+            chan.max_segment_size()
+        );
+        Ok(Some(Self {
+            pattern_map,
+            pattern,
+            chan,
+        }))
+    }
+}
+
+/// A job's operation.
+#[derive(Clone, Copy)]
+enum Op {
+    Fill(u64),
+    Copy,
+}
+
+/// The buffers of a job mapped for the DMA controller, through dma-buf attachments of its device.
+struct DmaMaps {
+    dst: MappedAttachment,
+    src: Option<MappedAttachment>,
+}
+
+/// What a job holds until it has run. Taken and dropped by the job's work function, in process
+/// context (unmapping may sleep), never by a fence callback.
+struct JobData {
+    pool: Arc<Pool>,
+    dst: Arc<Buffer>,
+    src: Option<Arc<Buffer>>,
+    dma: Option<DmaMaps>,
+}
+
+/// The next job of the same file, released when this one has run.
+struct Link {
+    done: bool,
+    next: Option<Arc<Job>>,
+}
+
+/// A device job: an operation on buffers that runs when its dependencies have signalled.
+///
+/// Every job runs its work function exactly once (when `deps` drops to zero) and signals its
+/// out-fence exactly once (`completed`); the jobs of a file run in order (`next`), so their
+/// fences signal in seqno order.
+/// What a job does, and on which engine.
+#[derive(Clone, Copy)]
+struct JobSpec {
+    op: Op,
+    dst_offset: usize,
+    src_offset: usize,
+    size: usize,
+    /// `DPP_ENGINE_DMA` or `DPP_ENGINE_CPU`.
+    engine: u32,
+}
+
+#[pin_data]
+struct Job {
+    spec: JobSpec,
+    timeline: Arc<Timeline>,
+    out: ARef<Fence>,
+    stats: Arc<Stats>,
+    #[pin]
+    data: Mutex<Option<JobData>>,
+    /// Unsignalled dependencies, plus one while the job is being submitted.
+    deps: AtomicUsize,
+    /// The first error of a dependency or of the submission (a negative errno), or 0.
+    dep_error: AtomicI32,
+    timed_out: AtomicBool,
+    completed: AtomicBool,
+    #[pin]
+    next: Mutex<Link>,
+    #[pin]
+    work: Work<Job>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Job { self.work }
+}
+
+impl Job {
+    fn record_error(&self, err: Error) {
+        let _ =
+            self.dep_error
+                .compare_exchange(0, err.to_errno(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A dependency has signalled: queues the job after the last one.
+    ///
+    /// May run in any context (fence callbacks run with interrupts disabled). The `Arc` dropped
+    /// here is never the last reference while the job has not run, and the job's drop does not
+    /// sleep anyway (`JobData` is dropped by the work function).
+    fn dep_done(self: Arc<Self>, result: Result) {
+        if let Err(err) = result {
+            self.record_error(err);
+        }
+        if self.deps.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = workqueue::system_unbound().enqueue(self);
+        }
+    }
+
+    /// Makes the job wait for `fence`; if that is not possible, the job fails instead.
+    fn add_dep(self: &Arc<Self>, fence: &Fence) {
+        self.deps.fetch_add(1, Ordering::AcqRel);
+        let job = self.clone();
+        if let Err(err) = fence.add_callback(move |result| job.dep_done(result)) {
+            self.record_error(err);
+            // Not zero: the submission holds one.
+            self.deps.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Signals the out-fence with `result`, once, and counts the job.
+    fn complete(&self, result: Result) {
+        if self.completed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let stats = &self.stats;
+        match result {
+            Ok(()) if self.spec.engine == abi::DPP_ENGINE_DMA => {
+                stats.dma_jobs.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .dma_bytes
+                    .fetch_add(self.spec.size as u64, Ordering::Relaxed);
+            }
+            Ok(()) => {
+                stats.cpu_jobs.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .cpu_bytes
+                    .fetch_add(self.spec.size as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                stats.jobs_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        stats.jobs_pending.fetch_sub(1, Ordering::Relaxed);
+        let _ = self.timeline.signal(&self.out, result);
+    }
+
+    fn run_cpu(&self, data: &JobData) -> Result {
+        let dst = &data.dst.mem;
+        match (self.spec.op, &data.src) {
+            (Op::Fill(pattern), _) => dst.fill_u64(self.spec.dst_offset, self.spec.size, pattern),
+            (Op::Copy, Some(src)) => dst.copy_from(
+                self.spec.dst_offset,
+                &src.mem,
+                self.spec.src_offset,
+                self.spec.size,
+            ),
+            (Op::Copy, None) => Err(EINVAL),
+        }
+    }
+
+    /// Runs the job on the DMA channel; the transfer's completion signals the out-fence.
+    fn run_dma(self: &Arc<Self>, data: &JobData) {
+        let Some(maps) = &data.dma else {
+            return self.complete(Err(EINVAL));
+        };
+        // DMA jobs of a device run one at a time: the channel executes its descriptors in order
+        // anyway, and the pattern buffer is shared.
+        let engine = data.pool.engine.lock();
+        let Some(engine) = engine.as_ref() else {
+            return self.complete(Err(ENODEV));
+        };
+        let ops = match self.dma_ops(engine, maps) {
+            Ok(ops) => ops,
+            Err(err) => return self.complete(Err(err)),
+        };
+        if let Op::Fill(pattern) = self.spec.op {
+            let len = self.spec.size.min(PATTERN_SIZE);
+            if let Err(err) = engine.pattern.fill_u64(0, len, pattern) {
+                return self.complete(Err(err));
+            }
+        }
+        let job = self.clone();
+        let transfer = engine.chan.transfer(move |result| {
+            let timed_out = job.timed_out.load(Ordering::Acquire);
+            job.complete(if timed_out { Err(ETIMEDOUT) } else { result });
+        });
+        let mut transfer = match transfer {
+            Ok(transfer) => transfer,
+            Err(err) => return self.complete(Err(err)),
+        };
+        for &(dst, src, len) in ops.iter() {
+            // A failure is the transfer's result; the operations added before it still run.
+            if transfer.memcpy(dst, src, len).is_err() {
+                break;
+            }
+        }
+        transfer.submit();
+        let mib = (self.spec.size >> 20) as i64;
+        let timeout = Delta::from_millis(JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS);
+        if self.out.wait_timeout(false, timeout).is_err() {
+            self.timed_out.store(true, Ordering::Release);
+            dev_warn!(
+                engine.chan.device(),
+                "dmapingpong: job of {} bytes timed out on {}: terminating the channel\n",
+                self.spec.size,
+                engine.chan.name()
+            );
+            // Completes the transfer (with -ETIMEDOUT, see above) and any other in flight.
+            engine.chan.terminate();
+        }
+    }
+
+    /// The copies of the job for the channel: `(dst, src, len)` in DMA addresses of its device.
+    fn dma_ops(
+        &self,
+        engine: &DmaEngine,
+        maps: &DmaMaps,
+    ) -> Result<KVec<(DmaAddress, DmaAddress, usize)>> {
+        let dst = segments(maps.dst.sg_table(), self.spec.dst_offset, self.spec.size)?;
+        let src = match (&maps.src, self.spec.op) {
+            (Some(src), Op::Copy) => {
+                segments(src.sg_table(), self.spec.src_offset, self.spec.size)?
+            }
+            (None, Op::Fill(_)) => {
+                // The pattern buffer, as many times as the fill needs.
+                let len = self.spec.size.min(PATTERN_SIZE);
+                let pattern = segments(engine.pattern_map.sg_table(), 0, len)?;
+                let mut src = KVec::new();
+                let mut left = self.spec.size;
+                while left > 0 {
+                    for &(addr, len) in pattern.iter() {
+                        let n = len.min(left);
+                        src.push((addr, n), GFP_KERNEL)?;
+                        left -= n;
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                }
+                src
+            }
+            _ => return Err(EINVAL),
+        };
+        pair_segments(&dst, &src, engine.chan.max_segment_size())
+    }
+}
+
+impl WorkItem for Job {
+    type Pointer = Arc<Job>;
+
+    fn run(job: Arc<Job>) {
+        let data = job.data.lock().take();
+        if let Some(data) = data {
+            match job.dep_error.load(Ordering::Acquire) {
+                0 if job.stats.take_injected_failure() => job.complete(Err(EIO)),
+                0 if job.spec.engine == abi::DPP_ENGINE_DMA => job.run_dma(&data),
+                0 => job.complete(job.run_cpu(&data)),
+                err => job.complete(Err(Error::from_errno(err))),
+            }
+            // Defensive: every path above completes the job.
+            job.complete(Err(ETIMEDOUT));
+            // Unmaps the buffers, in process context.
+            drop(data);
+        }
+        // The next job of the file may run now: this one's fence has signalled.
+        let next = {
+            let mut link = job.next.lock();
+            link.done = true;
+            link.next.take()
+        };
+        if let Some(next) = next {
+            next.dep_done(Ok(()));
+        }
+    }
+}
+
+/// The DMA segments `(address, length)` of the bytes `[offset, offset + len)` of a mapped table.
+fn segments(sgt: &SGTable, mut offset: usize, mut len: usize) -> Result<KVec<(DmaAddress, usize)>> {
+    let mut out = KVec::new();
+    for entry in sgt.iter() {
+        if len == 0 {
+            break;
+        }
+        let seg = usize::try_from(entry.dma_len()).map_err(|_| EINVAL)?;
+        if offset >= seg {
+            offset -= seg;
+            continue;
+        }
+        let n = (seg - offset).min(len);
+        out.push((entry.dma_address() + offset as DmaAddress, n), GFP_KERNEL)?;
+        len -= n;
+        offset = 0;
+    }
+    if len != 0 {
+        return Err(EINVAL);
+    }
+    Ok(out)
+}
+
+/// Splits two segment lists of the same total length into copies of at most `max` bytes.
+fn pair_segments(
+    dst: &[(DmaAddress, usize)],
+    src: &[(DmaAddress, usize)],
+    max: usize,
+) -> Result<KVec<(DmaAddress, DmaAddress, usize)>> {
+    let mut out = KVec::new();
+    let (mut i, mut j, mut doff, mut soff) = (0, 0, 0, 0);
+    while i < dst.len() && j < src.len() {
+        let n = (dst[i].1 - doff).min(src[j].1 - soff).min(max.max(8));
+        out.push(
+            (
+                dst[i].0 + doff as DmaAddress,
+                src[j].0 + soff as DmaAddress,
+                n,
+            ),
+            GFP_KERNEL,
+        )?;
+        doff += n;
+        soff += n;
+        if doff == dst[i].1 {
+            i += 1;
+            doff = 0;
+        }
+        if soff == src[j].1 {
+            j += 1;
+            soff = 0;
+        }
+    }
+    Ok(out)
+}
+
+/// An open file of `/dev/dmapingpong`: a fence context and its pending fences, and the fence
+/// context of its jobs.
 #[pin_data(PinnedDrop)]
 struct DmaPingPongFile {
     pool: Arc<Pool>,
@@ -185,6 +635,11 @@ struct DmaPingPongFile {
     /// The fences of `timeline` not yet signalled, in seqno order.
     #[pin]
     pending: Mutex<KVec<ARef<Fence>>>,
+    /// The out-fences of this file's jobs.
+    jobs: Arc<Timeline>,
+    /// The last job submitted on this file, which the next one runs after.
+    #[pin]
+    last_job: Mutex<Option<Arc<Job>>>,
 }
 
 #[pinned_drop]
@@ -225,7 +680,7 @@ impl DmaPingPongFile {
         let info = DppInfo {
             version: abi::DPP_UAPI_VERSION,
             page_size: PAGE_SIZE as u32,
-            pool_size: pool.region.size(),
+            pool_size: pool.capacity,
             pool_used: *pool.used.lock(),
             buffers: pool.buffers.load(Ordering::Relaxed),
             fences_pending: pool.fences_pending.load(Ordering::Relaxed),
@@ -244,12 +699,12 @@ impl DmaPingPongFile {
         if req.flags & !abi::DPP_FD_NO_CLOEXEC != 0 {
             return Err(invalid!(pool, "ALLOC: unknown flags {:#x}", req.flags));
         }
-        if req.size == 0 || req.size > pool.region.size() {
+        if req.size == 0 || req.size > pool.capacity {
             return Err(invalid!(
                 pool,
                 "ALLOC: size {} not in 1..={} (the pool)",
                 req.size,
-                pool.region.size()
+                pool.capacity
             ));
         }
         // Cannot overflow: the size is bounded by the pool, which is page-aligned.
@@ -365,6 +820,214 @@ impl DmaPingPongFile {
         Ok(0)
     }
 
+    /// Returns the dma-buf behind `fd` and its buffer, which must belong to this device.
+    fn job_buffer(&self, fd: i32, what: &str) -> Result<(ARef<DmaBuf>, Arc<Buffer>)> {
+        let pool = &self.pool;
+        let dmabuf = DmaBuf::get(fd).map_err(|err| {
+            if err == EBADF {
+                err
+            } else {
+                invalid!(pool, "SUBMIT_JOB: {what} fd {fd} is not a dma-buf")
+            }
+        })?;
+        let buffer: Arc<Buffer> = dmabuf
+            .exporter_data::<Buffer>()
+            .ok_or_else(|| invalid!(pool, "SUBMIT_JOB: {what} is not a dmapingpong buffer"))?
+            .into();
+        if !Arc::ptr_eq(&buffer.pool, pool) {
+            return Err(invalid!(
+                pool,
+                "SUBMIT_JOB: {what} is a buffer of another device"
+            ));
+        }
+        Ok((dmabuf, buffer))
+    }
+
+    fn submit_job(&self, arg: usize) -> Result<isize> {
+        let pool = &self.pool;
+        let mut req = read_arg!(DppJob, arg);
+        if req.reserved != [0; 2] {
+            return Err(invalid!(pool, "SUBMIT_JOB: reserved fields must be zero"));
+        }
+        if req.flags & !abi::DPP_JOB_NO_IMPLICIT_SYNC != 0 {
+            return Err(invalid!(pool, "SUBMIT_JOB: unknown flags {:#x}", req.flags));
+        }
+        let op = match (req.op, req.src_fd, req.src_offset, req.pattern) {
+            (abi::DPP_JOB_FILL, -1, 0, pattern) => Op::Fill(pattern),
+            (abi::DPP_JOB_COPY, _, _, 0) => Op::Copy,
+            (abi::DPP_JOB_FILL | abi::DPP_JOB_COPY, ..) => {
+                return Err(invalid!(
+                    pool,
+                    "SUBMIT_JOB: a fill takes src_fd -1 and src_offset 0, a copy pattern 0"
+                ))
+            }
+            (op, ..) => return Err(invalid!(pool, "SUBMIT_JOB: unknown op {op}")),
+        };
+        if req.size == 0 || (req.size | req.dst_offset | req.src_offset) % 8 != 0 {
+            return Err(invalid!(
+                pool,
+                "SUBMIT_JOB: size {} and offsets {}, {} must be multiples of 8, size non-zero",
+                req.size,
+                req.dst_offset,
+                req.src_offset
+            ));
+        }
+        let in_range = |offset: u64, buffer: &Buffer| {
+            offset
+                .checked_add(req.size)
+                .is_some_and(|end| end <= buffer.mem.size() as u64)
+        };
+        let (dst_buf, dst) = self.job_buffer(req.dst_fd, "destination")?;
+        if !in_range(req.dst_offset, &dst) {
+            return Err(invalid!(
+                pool,
+                "SUBMIT_JOB: {} bytes at {} do not fit the destination ({} bytes)",
+                req.size,
+                req.dst_offset,
+                dst.mem.size()
+            ));
+        }
+        let src = match op {
+            Op::Fill(_) => None,
+            Op::Copy => {
+                let (src_buf, src) = self.job_buffer(req.src_fd, "source")?;
+                if !in_range(req.src_offset, &src) {
+                    return Err(invalid!(
+                        pool,
+                        "SUBMIT_JOB: {} bytes at {} do not fit the source ({} bytes)",
+                        req.size,
+                        req.src_offset,
+                        src.mem.size()
+                    ));
+                }
+                let overlap = req.src_offset < req.dst_offset + req.size
+                    && req.dst_offset < req.src_offset + req.size;
+                if Arc::ptr_eq(&src, &dst) && overlap {
+                    return Err(invalid!(pool, "SUBMIT_JOB: source and destination overlap"));
+                }
+                Some((src_buf, src))
+            }
+        };
+        let mut in_fences = KVec::new();
+        for fd in req.in_fence_fds {
+            if fd == -1 {
+                continue;
+            }
+            let fence = sync_file::get_fence(fd)
+                .map_err(|_| invalid!(pool, "SUBMIT_JOB: in-fence fd {fd} is not a sync_file"))?;
+            in_fences.push(fence, GFP_KERNEL)?;
+        }
+
+        // The engine, and the buffers mapped for it the way every importer maps them.
+        let chan_dev: Option<ARef<device::Device>> =
+            pool.engine.lock().as_ref().map(|e| e.chan.device().into());
+        let (engine, dma) = match chan_dev {
+            None => (abi::DPP_ENGINE_CPU, None),
+            Some(dev) => {
+                let dst_map = dst_buf.attach(&dev)?.map(DataDirection::FromDevice)?;
+                let src_map = match &src {
+                    Some((buf, _)) => Some(buf.attach(&dev)?.map(DataDirection::ToDevice)?),
+                    None => None,
+                };
+                let maps = DmaMaps {
+                    dst: dst_map,
+                    src: src_map,
+                };
+                (abi::DPP_ENGINE_DMA, Some(maps))
+            }
+        };
+
+        // Reading the reservations and adding the out-fence to them is one step for the jobs
+        // of this device, so that two jobs on the same buffers are ordered.
+        let submit = pool.submit_lock.lock();
+        let mut deps = in_fences;
+        if req.flags & abi::DPP_JOB_NO_IMPLICIT_SYNC == 0 {
+            // A writer waits for every reader and writer, a reader for the writers.
+            if let Some(fence) = dst_buf.resv().fences(Usage::Read)? {
+                deps.push(fence, GFP_KERNEL)?;
+            }
+            if let Some((src_buf, _)) = &src {
+                if let Some(fence) = src_buf.resv().fences(Usage::Write)? {
+                    deps.push(fence, GFP_KERNEL)?;
+                }
+            }
+        }
+        let mut last = self.last_job.lock();
+        let data = JobData {
+            pool: pool.clone(),
+            dst,
+            src: src.as_ref().map(|(_, buffer)| buffer.clone()),
+            dma,
+        };
+        let job = Arc::pin_init(
+            try_pin_init!(Job {
+                spec: JobSpec {
+                    op,
+                    dst_offset: req.dst_offset as usize,
+                    src_offset: req.src_offset as usize,
+                    size: req.size as usize,
+                    engine,
+                },
+                timeline: self.jobs.clone(),
+                out: self.jobs.create_fence()?,
+                stats: pool.stats.clone(),
+                data <- new_mutex!(Some(data)),
+                deps: AtomicUsize::new(1),
+                dep_error: AtomicI32::new(0),
+                timed_out: AtomicBool::new(false),
+                completed: AtomicBool::new(false),
+                next <- new_mutex!(Link {
+                    done: false,
+                    next: None,
+                }),
+                work <- new_work!("dmapingpong::Job::work"),
+            }),
+            GFP_KERNEL,
+        )?;
+        // From here on the job always runs and signals its fence, in order after the last one.
+        pool.stats.jobs_pending.fetch_add(1, Ordering::Relaxed);
+        if let Some(prev) = last.as_ref() {
+            let mut link = prev.next.lock();
+            if !link.done {
+                job.deps.fetch_add(1, Ordering::AcqRel);
+                link.next = Some(job.clone());
+            }
+        }
+        *last = Some(job.clone());
+        drop(last);
+        for fence in deps.iter() {
+            job.add_dep(fence);
+        }
+        let published = dst_buf
+            .resv()
+            .add_fence(&job.out, Usage::Write)
+            .and_then(|()| match &src {
+                Some((src_buf, _)) if !core::ptr::eq(src_buf.as_raw(), dst_buf.as_raw()) => {
+                    src_buf.resv().add_fence(&job.out, Usage::Read)
+                }
+                _ => Ok(()),
+            })
+            .and_then(|()| sync_file::create_fd(&job.out));
+        drop(submit);
+        let result = match published {
+            Ok(fd) => {
+                req.out_fence_fd = fd as i32;
+                req.engine = engine;
+                req.context = job.out.context();
+                req.seqno = job.out.seqno();
+                write_arg(arg, &req.to_ne_bytes()).map(|()| 0)
+            }
+            // The job fails without touching the buffers (its fence may be in a reservation).
+            Err(err) => {
+                job.record_error(err);
+                Err(err)
+            }
+        };
+        // The submission's own dependency.
+        job.dep_done(Ok(()));
+        result
+    }
+
     fn wait_fence(&self, arg: usize) -> Result<isize> {
         let pool = &self.pool;
         let mut req = read_arg!(DppFenceWait, arg);
@@ -398,11 +1061,14 @@ impl MiscDevice for DmaPingPongFile {
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         let pid = kernel::current!().pid();
         let name = CString::try_from_fmt(fmt!("dmapingpong-{pid}"))?;
+        let jobs = CString::try_from_fmt(fmt!("dmapingpong-{pid}-jobs"))?;
         KBox::try_pin_init(
             try_pin_init!(Self {
                 pool: misc.data().clone(),
                 timeline: Timeline::new(DRIVER_NAME, name, &crate::THIS_MODULE)?,
                 pending <- new_mutex!(KVec::new()),
+                jobs: Timeline::new(DRIVER_NAME, jobs, &crate::THIS_MODULE)?,
+                last_job <- new_mutex!(None),
             }),
             GFP_KERNEL,
         )
@@ -415,6 +1081,7 @@ impl MiscDevice for DmaPingPongFile {
             abi::DPP_IOCTL_CREATE_FENCE => me.create_fence(arg),
             abi::DPP_IOCTL_SIGNAL_FENCE => me.signal_fence(arg),
             abi::DPP_IOCTL_WAIT_FENCE => me.wait_fence(arg),
+            abi::DPP_IOCTL_SUBMIT_JOB => me.submit_job(arg),
             _ => Err(ENOTTY),
         }
     }
@@ -423,8 +1090,24 @@ impl MiscDevice for DmaPingPongFile {
 /// A bound exporter device.
 #[pin_data]
 struct DmaPingPongDriver {
+    pool: Arc<Pool>,
     #[pin]
     misc: MiscDeviceRegistration<DmaPingPongFile>,
+    #[pin]
+    stats_file: debugfs::File<Arc<Stats>>,
+    #[pin]
+    fail_transfers_file: debugfs::File<Arc<Stats>>,
+    _debugfs: debugfs::Dir,
+}
+
+impl DmaPingPongDriver {
+    /// Stops the DMA engine: terminates its transfers (their jobs fail with `-ECANCELED`) and
+    /// releases the channel, before the DMA controller goes away.
+    fn release_engine(&self, dev: &device::Device<Core>) {
+        if self.pool.engine.lock().take().is_some() {
+            dev_info!(dev, "DMA channel released\n");
+        }
+    }
 }
 
 kernel::of_device_table!(
@@ -446,18 +1129,45 @@ impl platform::Driver for DmaPingPongDriver {
                 "no usable memory-region (reserved-memory pool): {err:?}\n"
             )
         })?;
-        let size = region.size();
+        let engine = DmaEngine::request(dev)?;
+        let (capacity, name) = match &engine {
+            Some(engine) => (
+                region.size().saturating_sub(PATTERN_SIZE as u64),
+                CString::try_from_fmt(fmt!("dma {}", engine.chan.name()))?,
+            ),
+            None => (region.size(), CString::try_from_fmt(fmt!("cpu"))?),
+        };
+        let stats = Arc::new(
+            Stats {
+                engine: name,
+                dma_jobs: AtomicU64::new(0),
+                dma_bytes: AtomicU64::new(0),
+                cpu_jobs: AtomicU64::new(0),
+                cpu_bytes: AtomicU64::new(0),
+                jobs_failed: AtomicU64::new(0),
+                jobs_pending: AtomicU64::new(0),
+                fail_transfers: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let pool_stats = stats.clone();
         let pool = Arc::pin_init(
             try_pin_init!(Pool {
                 lease: BoundDevice::new(dev)?,
                 region,
+                capacity,
                 used <- new_mutex!(0),
                 buffers: AtomicU64::new(0),
                 fences_pending: AtomicU64::new(0),
                 rejected: AtomicU32::new(0),
+                engine <- new_mutex!(engine),
+                submit_lock <- new_mutex!(()),
+                stats: pool_stats,
             }),
             GFP_KERNEL,
         )?;
+        // One exporter per system: a second device's directory would collide and be skipped.
+        let dir = debugfs::Dir::new(DRIVER_NAME);
         let this = KBox::try_pin_init(
             try_pin_init!(Self {
                 misc <- MiscDeviceRegistration::register(
@@ -465,17 +1175,35 @@ impl platform::Driver for DmaPingPongDriver {
                         name: DRIVER_NAME,
                         mode: 0o660,
                     },
-                    pool,
+                    pool.clone(),
                 ),
+                stats_file <- dir.read_callback_file(c_str!("stats"), stats.clone(), &Stats::show),
+                fail_transfers_file <- dir.read_write_callback_file(
+                    c_str!("fail_transfers"),
+                    stats,
+                    &Stats::show_fail_transfers,
+                    &Stats::store_fail_transfers,
+                ),
+                _debugfs: dir.clone(),
+                // Last: the field names of the initializer shadow the local variables.
+                pool,
             }),
             GFP_KERNEL,
         )?;
         dev_info!(
             dev,
             "exporter ready: /dev/{DRIVER_NAME}, pool of {} KiB\n",
-            size / 1024
+            capacity / 1024
         );
         Ok(this)
+    }
+
+    fn unbind(pdev: &platform::Device<Core>, this: Pin<&Self>) {
+        this.release_engine(pdev.as_ref());
+    }
+
+    fn shutdown(pdev: &platform::Device<Core>, this: Pin<&Self>) {
+        this.release_engine(pdev.as_ref());
     }
 }
 

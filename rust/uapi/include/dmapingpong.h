@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT */
 /*
- * User-space API of the dmapingpong exporter (/dev/dmapingpong), version 1.
+ * User-space API of the dmapingpong exporter (/dev/dmapingpong), version 2.
  *
  * C mirror of rust/uapi/src/abi.rs, which is the definition; the crate's
  * tests check that both agree. All ioctls are issued on an open file of
@@ -20,7 +20,7 @@
 #include <linux/types.h>
 
 /* Version of this ABI, reported by DPP_IOCTL_GET_INFO. */
-#define DPP_UAPI_VERSION 1
+#define DPP_UAPI_VERSION 2
 
 /* ioctl type ("magic") of the device. */
 #define DPP_IOC_MAGIC 0xD7
@@ -37,6 +37,19 @@
 
 /* Largest errno a fence may be signalled with (MAX_ERRNO). */
 #define DPP_MAX_ERRNO 4095
+
+/* Job operation: fill with copies of the 8-byte pattern (native byte order). */
+#define DPP_JOB_FILL 1
+/* Job operation: copy the source to the destination. */
+#define DPP_JOB_COPY 2
+/* Job flag: wait only for the in-fences, not for the buffers' reservations. */
+#define DPP_JOB_NO_IMPLICIT_SYNC (1U << 0)
+/* Number of in-fence slots of struct dpp_job. */
+#define DPP_JOB_MAX_IN_FENCES 4
+/* Engine of a job: a channel of the SoC's DMA controller. */
+#define DPP_ENGINE_DMA 1
+/* Engine of a job: a CPU worker of the driver (no usable DMA channel). */
+#define DPP_ENGINE_CPU 2
 
 /**
  * struct dpp_info - output of DPP_IOCTL_GET_INFO; sizes in bytes
@@ -126,6 +139,48 @@ struct dpp_fence_wait {
 	__u64 reserved[2];
 };
 
+/**
+ * struct dpp_job - argument of DPP_IOCTL_SUBMIT_JOB; sizes and offsets in bytes
+ * @op: in: DPP_JOB_FILL or DPP_JOB_COPY
+ * @flags: in: 0 or DPP_JOB_NO_IMPLICIT_SYNC
+ * @dst_fd: in: the destination, a dma-buf fd of a buffer of this device
+ * @src_fd: in: the source (copy), a dma-buf fd of this device; -1 for a fill
+ * @dst_offset: in: offset into the destination, a multiple of 8
+ * @src_offset: in: offset into the source, a multiple of 8; 0 for a fill
+ * @size: in: bytes to fill or copy, a non-zero multiple of 8
+ * @pattern: in: the fill pattern; 0 for a copy
+ * @in_fence_fds: in: sync_file fds the job waits for; -1 for an unused slot
+ * @out_fence_fd: out: a sync_file fd (O_CLOEXEC) of the job's out-fence
+ * @engine: out: DPP_ENGINE_DMA or DPP_ENGINE_CPU
+ * @context: out: the fence context of the out-fence (one per open file)
+ * @seqno: out: the out-fence's seqno on that context (1, 2, ...)
+ * @reserved: in: zero
+ *
+ * The job waits for its in-fences and (unless DPP_JOB_NO_IMPLICIT_SYNC) the
+ * fences in its buffers' reservations, runs, and signals its out-fence, which
+ * is also added to the destination's reservation as a write fence and to the
+ * source's as a read fence. The jobs of one open file signal in submission
+ * order. The out-fence carries the error of a failed in-fence (the job does
+ * not run), -EIO (transfer failed), -ETIMEDOUT (not done in 5 s + 0.2 s per
+ * MiB), -ECANCELED (DMA channel released) or -ENODEV (engine gone).
+ */
+struct dpp_job {
+	__u32 op;
+	__u32 flags;
+	__s32 dst_fd;
+	__s32 src_fd;
+	__u64 dst_offset;
+	__u64 src_offset;
+	__u64 size;
+	__u64 pattern;
+	__s32 in_fence_fds[DPP_JOB_MAX_IN_FENCES];
+	__s32 out_fence_fd;
+	__u32 engine;
+	__u64 context;
+	__u64 seqno;
+	__u64 reserved[2];
+};
+
 /* Reads struct dpp_info. Errors: -EFAULT. */
 #define DPP_IOCTL_GET_INFO _IOR(DPP_IOC_MAGIC, 0x00, struct dpp_info)
 /*
@@ -154,5 +209,12 @@ struct dpp_fence_wait {
  * timeout expired first), -EINTR/-ERESTARTSYS (a signal arrived).
  */
 #define DPP_IOCTL_WAIT_FENCE _IOWR(DPP_IOC_MAGIC, 0x04, struct dpp_fence_wait)
+/*
+ * Submits a job (struct dpp_job) and returns its out-fence. Errors: -EINVAL
+ * (unknown op/flags, non-zero reserved, a buffer not of this device, a range
+ * out of bounds, unaligned or overlapping, an in-fence fd not a sync_file),
+ * -EBADF, -ENOMEM, -EMFILE, -EINTR.
+ */
+#define DPP_IOCTL_SUBMIT_JOB _IOWR(DPP_IOC_MAGIC, 0x05, struct dpp_job)
 
 #endif /* _UAPI_LINUX_DMAPINGPONG_H */

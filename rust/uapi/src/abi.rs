@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT
 
-//! User-space API of the dmapingpong exporter, version 1.
+//! User-space API of the dmapingpong exporter, version 2 (version 1 plus
+//! [`DPP_IOCTL_SUBMIT_JOB`]).
 //!
 //! This file is the single definition of the ABI. The kernel driver includes it
 //! (`rust/driver/dmapingpong.rs`), the user-space crate `dmapingpong-uapi`
@@ -30,7 +31,7 @@
 //! `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` move fences in and out of it.
 
 /// Version of this ABI, reported by [`DPP_IOCTL_GET_INFO`].
-pub const DPP_UAPI_VERSION: u32 = 1;
+pub const DPP_UAPI_VERSION: u32 = 2;
 
 /// ioctl type ("magic") of the device.
 pub const DPP_IOC_MAGIC: u8 = 0xD7;
@@ -47,6 +48,26 @@ pub const DPP_USAGE_READ: u32 = 2;
 
 /// Largest errno a fence may be signalled with (`MAX_ERRNO`).
 pub const DPP_MAX_ERRNO: i32 = 4095;
+
+/// Job operation: fill `size` bytes of the destination with copies of the 8-byte
+/// `pattern` (native byte order).
+pub const DPP_JOB_FILL: u32 = 1;
+/// Job operation: copy `size` bytes from the source to the destination.
+pub const DPP_JOB_COPY: u32 = 2;
+
+/// Job flag: do not wait for the fences already in the buffers' reservations
+/// (implicit synchronization); the job waits only for its in-fences.
+pub const DPP_JOB_NO_IMPLICIT_SYNC: u32 = 1 << 0;
+
+/// Number of in-fence slots of [`DppJob`].
+pub const DPP_JOB_MAX_IN_FENCES: usize = 4;
+
+/// Engine of a job: a channel of the SoC's DMA controller (device tree
+/// `dmas`/`dma-names = "memcpy"` of the exporter node, or any memcpy-capable
+/// channel).
+pub const DPP_ENGINE_DMA: u32 = 1;
+/// Engine of a job: a CPU worker of the driver (no usable DMA channel).
+pub const DPP_ENGINE_CPU: u32 = 2;
 
 /// Output of [`DPP_IOCTL_GET_INFO`]. All sizes are in bytes.
 #[repr(C)]
@@ -137,6 +158,58 @@ pub struct DppFenceWait {
     pub reserved: [u64; 2],
 }
 
+/// Argument of [`DPP_IOCTL_SUBMIT_JOB`]. Sizes and offsets are in bytes.
+///
+/// A job is an operation that the device (its DMA engine) runs on buffers of
+/// this device, asynchronously: it waits for its in-fences and, unless
+/// [`DPP_JOB_NO_IMPLICIT_SYNC`], for the fences in the reservations of its
+/// buffers (all of them for the destination, the write fences for the
+/// source); then it runs, and its out-fence signals. The out-fence is added
+/// to the destination's reservation as a write fence and to the source's as
+/// a read fence. The jobs of one open file run and signal in submission
+/// order, on one fence context per open file (another one than
+/// [`DPP_IOCTL_CREATE_FENCE`]'s).
+///
+/// The out-fence signals with an error, and the job does not touch the
+/// destination, if an in-fence or reservation fence signalled with an error
+/// (that error) or the job could not be queued; it signals with `-EIO` if the
+/// transfer failed, `-ETIMEDOUT` if it did not complete in time (5 s + 0.2 s
+/// per MiB), `-ECANCELED` if the DMA channel was released (unbind,
+/// shutdown), `-ENODEV` if it went away before the job ran.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DppJob {
+    /// In: [`DPP_JOB_FILL`] or [`DPP_JOB_COPY`].
+    pub op: u32,
+    /// In: `0` or [`DPP_JOB_NO_IMPLICIT_SYNC`].
+    pub flags: u32,
+    /// In: the destination, a dma-buf fd of a buffer of this device.
+    pub dst_fd: i32,
+    /// In: the source (copy), a dma-buf fd of a buffer of this device (may be
+    /// `dst_fd` if the ranges do not overlap); `-1` for a fill.
+    pub src_fd: i32,
+    /// In: offset into the destination, a multiple of 8.
+    pub dst_offset: u64,
+    /// In: offset into the source (copy), a multiple of 8; `0` for a fill.
+    pub src_offset: u64,
+    /// In: bytes to fill or copy, a non-zero multiple of 8 within the buffers.
+    pub size: u64,
+    /// In: the fill pattern; `0` for a copy.
+    pub pattern: u64,
+    /// In: sync_file fds the job waits for; `-1` for an unused slot.
+    pub in_fence_fds: [i32; DPP_JOB_MAX_IN_FENCES],
+    /// Out: a sync_file fd (`O_CLOEXEC`) of the job's out-fence.
+    pub out_fence_fd: i32,
+    /// Out: [`DPP_ENGINE_DMA`] or [`DPP_ENGINE_CPU`], the engine that runs the job.
+    pub engine: u32,
+    /// Out: the fence context of the out-fence (one per open file, for jobs).
+    pub context: u64,
+    /// Out: the out-fence's seqno on that context (1, 2, ...).
+    pub seqno: u64,
+    /// In: zero.
+    pub reserved: [u64; 2],
+}
+
 const IOC_NRBITS: u32 = 8;
 const IOC_TYPEBITS: u32 = 8;
 const IOC_SIZEBITS: u32 = 14;
@@ -194,6 +267,15 @@ pub const DPP_IOCTL_WAIT_FENCE: u32 = ioc(
     core::mem::size_of::<DppFenceWait>(),
 );
 
+/// Submits a job (see [`DppJob`]) and returns its out-fence.
+///
+/// Errors: `-EINVAL` (unknown op or flags, non-zero reserved, a buffer that is
+/// not a dma-buf of this device, a range out of bounds, unaligned or
+/// overlapping, a fd in `in_fence_fds` that is not a sync_file or `-1`),
+/// `-EBADF` (a buffer fd not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
+pub const DPP_IOCTL_SUBMIT_JOB: u32 =
+    ioc(IOC_READ | IOC_WRITE, 0x05, core::mem::size_of::<DppJob>());
+
 /// A field of an ABI structure, copied in native byte order.
 ///
 /// The driver copies the argument structures from and to user space as bytes, with
@@ -221,20 +303,25 @@ macro_rules! abi_field_int {
 }
 abi_field_int!(u32, i32, u64);
 
-impl<const N: usize> AbiField for [u64; N] {
-    fn read(bytes: &[u8]) -> Self {
-        let mut out = [0u64; N];
-        for (i, v) in out.iter_mut().enumerate() {
-            *v = u64::read(&bytes[i * 8..]);
+macro_rules! abi_field_array {
+    ($($t:ty),*) => {$(
+        impl<const N: usize> AbiField for [$t; N] {
+            fn read(bytes: &[u8]) -> Self {
+                let mut out = [0; N];
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = <$t>::read(&bytes[i * core::mem::size_of::<$t>()..]);
+                }
+                out
+            }
+            fn write(&self, bytes: &mut [u8]) {
+                for (i, v) in self.iter().enumerate() {
+                    v.write(&mut bytes[i * core::mem::size_of::<$t>()..]);
+                }
+            }
         }
-        out
-    }
-    fn write(&self, bytes: &mut [u8]) {
-        for (i, v) in self.iter().enumerate() {
-            v.write(&mut bytes[i * 8..]);
-        }
-    }
+    )*};
 }
+abi_field_array!(i32, u64);
 
 macro_rules! abi_struct_bytes {
     ($($t:ident { $($f:ident),* $(,)? })*) => {$(
@@ -265,4 +352,8 @@ abi_struct_bytes! {
     DppFenceCreate { dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved }
     DppFenceSignal { fence_fd, error, reserved }
     DppFenceWait { fence_fd, flags, timeout_ns, status, pad, reserved }
+    DppJob {
+        op, flags, dst_fd, src_fd, dst_offset, src_offset, size, pattern, in_fence_fds,
+        out_fence_fd, engine, context, seqno, reserved,
+    }
 }

@@ -53,6 +53,27 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         "dpp_fence_wait",
         [fence_fd, flags, timeout_ns, status, pad, reserved]
     );
+    layout!(
+        v,
+        DppJob,
+        "dpp_job",
+        [
+            op,
+            flags,
+            dst_fd,
+            src_fd,
+            dst_offset,
+            src_offset,
+            size,
+            pattern,
+            in_fence_fds,
+            out_fence_fd,
+            engine,
+            context,
+            seqno,
+            reserved
+        ]
+    );
     v.extend([
         ("DPP_UAPI_VERSION", u64::from(DPP_UAPI_VERSION)),
         ("DPP_IOC_MAGIC", u64::from(DPP_IOC_MAGIC)),
@@ -66,6 +87,13 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("DPP_IOCTL_CREATE_FENCE", u64::from(DPP_IOCTL_CREATE_FENCE)),
         ("DPP_IOCTL_SIGNAL_FENCE", u64::from(DPP_IOCTL_SIGNAL_FENCE)),
         ("DPP_IOCTL_WAIT_FENCE", u64::from(DPP_IOCTL_WAIT_FENCE)),
+        ("DPP_JOB_FILL", u64::from(DPP_JOB_FILL)),
+        ("DPP_JOB_COPY", u64::from(DPP_JOB_COPY)),
+        ("DPP_JOB_NO_IMPLICIT_SYNC", u64::from(DPP_JOB_NO_IMPLICIT_SYNC)),
+        ("DPP_JOB_MAX_IN_FENCES", DPP_JOB_MAX_IN_FENCES as u64),
+        ("DPP_ENGINE_DMA", u64::from(DPP_ENGINE_DMA)),
+        ("DPP_ENGINE_CPU", u64::from(DPP_ENGINE_CPU)),
+        ("DPP_IOCTL_SUBMIT_JOB", u64::from(DPP_IOCTL_SUBMIT_JOB)),
     ]);
     v
 }
@@ -177,6 +205,10 @@ fn ioctl_numbers_match_rustix() {
         DPP_IOCTL_WAIT_FENCE as u64,
         opcode::read_write::<DppFenceWait>(m, 4) as u64
     );
+    assert_eq!(
+        DPP_IOCTL_SUBMIT_JOB as u64,
+        opcode::read_write::<DppJob>(m, 5) as u64
+    );
 }
 
 #[test]
@@ -187,4 +219,5 @@ fn structs_have_no_implicit_padding() {
     assert_eq!(size_of::<DppFenceCreate>(), 48);
     assert_eq!(size_of::<DppFenceSignal>(), 24);
     assert_eq!(size_of::<DppFenceWait>(), 40);
+    assert_eq!(size_of::<DppJob>(), 104);
 }
