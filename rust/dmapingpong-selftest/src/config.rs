@@ -28,6 +28,28 @@ pub struct Config {
     pub timeout_ms: u64,
     /// Module unload check.
     pub module: ModuleConfig,
+    /// Device-job scenarios.
+    pub jobs: JobsConfig,
+}
+
+/// The `[jobs]` table.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Rounds of `device_fill_copy` (two jobs on whole buffers of `buffer_size`
+    /// bytes, rounded up to pages, each).
+    pub rounds: u64,
+    /// The driver's debugfs directory (engine counters, fault injection).
+    pub debugfs: PathBuf,
+}
+
+impl Default for JobsConfig {
+    fn default() -> JobsConfig {
+        JobsConfig {
+            rounds: 16,
+            debugfs: PathBuf::from(dmapingpong::stats::DEBUGFS_DIR),
+        }
+    }
 }
 
 /// The `[module]` table.
@@ -50,6 +72,7 @@ impl Default for Config {
             modes: Mode::ALL.to_vec(),
             timeout_ms: 5000,
             module: ModuleConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -137,6 +160,9 @@ impl Config {
         }
         if self.rounds == 0 {
             return Err("rounds must be at least 1".into());
+        }
+        if self.jobs.rounds == 0 {
+            return Err("jobs.rounds must be at least 1".into());
         }
         if self.timeout_ms == 0 {
             return Err("timeout_ms must be at least 1".into());

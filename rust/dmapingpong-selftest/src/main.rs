@@ -9,6 +9,7 @@
 
 mod child;
 mod config;
+mod jobs;
 mod ktap;
 mod scenarios;
 

@@ -50,6 +50,9 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
             pingpong_mode(cfg, diags, mode)
         }));
     }
+    tests.push(test("device_fill_copy", crate::jobs::device_fill_copy));
+    tests.push(test("job_chain", crate::jobs::job_chain));
+    tests.push(test("job_errors", crate::jobs::job_errors));
     tests.push(test("fence_semantics", fence_semantics));
     tests.push(test("lifetimes_close_order", lifetimes_close_order));
     tests.push(test("peer_exits_unsignalled", peer_exits_unsignalled));
@@ -67,7 +70,7 @@ fn timeout(cfg: &Config) -> Duration {
 const SHORT: Duration = Duration::from_millis(20);
 
 /// Expects `r` to fail with `errno`.
-fn expect_errno<T>(r: dmapingpong::Result<T>, errno: Errno, what: &str) -> anyhow::Result<()> {
+pub fn expect_errno<T>(r: dmapingpong::Result<T>, errno: Errno, what: &str) -> anyhow::Result<()> {
     match r {
         Ok(_) => bail!(
             "{what}: succeeded, expected {}",

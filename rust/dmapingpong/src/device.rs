@@ -38,6 +38,69 @@ impl Usage {
 /// Closing it (dropping the value, or the process exiting) signals every
 /// fence it left pending with `ECANCELED`. Buffers allocated through it stay
 /// valid as long as their fds or mappings live.
+/// The operation of a device job ([`Device::submit_job`]).
+#[derive(Clone, Copy, Debug)]
+pub enum JobOp<'a> {
+    /// Fill with copies of an 8-byte pattern (native byte order).
+    Fill {
+        /// The pattern.
+        pattern: u64,
+    },
+    /// Copy from a dma-buf of the same device.
+    Copy {
+        /// The source dma-buf.
+        src: BorrowedFd<'a>,
+        /// Offset into the source, in bytes (a multiple of 8).
+        src_offset: u64,
+    },
+}
+
+/// A device job: an operation on a destination dma-buf that the device's
+/// engine runs once its in-fences (and, with `implicit_sync`, the buffers'
+/// reservation fences) have signalled. See `DppJob` in the uAPI.
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    /// What to do.
+    pub op: JobOp<'a>,
+    /// The destination dma-buf (of this device).
+    pub dst: BorrowedFd<'a>,
+    /// Offset into the destination, in bytes (a multiple of 8).
+    pub dst_offset: u64,
+    /// Bytes to fill or copy (a non-zero multiple of 8).
+    pub size: u64,
+    /// Sync_files to wait for (at most `DPP_JOB_MAX_IN_FENCES`).
+    pub in_fences: &'a [BorrowedFd<'a>],
+    /// Also wait for the fences in the buffers' reservations.
+    pub implicit_sync: bool,
+}
+
+/// The engine that runs a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// A channel of the SoC's DMA controller.
+    Dma,
+    /// The driver's CPU worker (no usable DMA channel).
+    Cpu,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Dma => "dma",
+            Engine::Cpu => "cpu",
+        })
+    }
+}
+
+/// A submitted job: its out-fence and its engine.
+#[derive(Debug)]
+pub struct SubmittedJob {
+    /// Signals when the job has run; carries its error if it failed.
+    pub fence: Fence,
+    /// The engine that runs it.
+    pub engine: Engine,
+}
+
 #[derive(Debug)]
 pub struct Device {
     fd: OwnedFd,
@@ -225,6 +288,82 @@ impl Device {
         }
         .map_err(|e| self.err("WAIT_FENCE", e))?;
         Ok(arg)
+    }
+}
+
+impl Device {
+    /// `DPP_IOCTL_SUBMIT_JOB`: submits `job` and returns its out-fence.
+    ///
+    /// Errors: `EINVAL` (bad op, ranges, a buffer of another device, an
+    /// in-fence that is not a sync_file, more than
+    /// `DPP_JOB_MAX_IN_FENCES` in-fences), `EBADF`, `ENOMEM`, `EMFILE`.
+    pub fn submit_job(&self, job: &Job<'_>) -> Result<SubmittedJob> {
+        use std::os::fd::AsRawFd;
+        let mut arg = uapi::DppJob {
+            dst_fd: job.dst.as_raw_fd(),
+            dst_offset: job.dst_offset,
+            size: job.size,
+            in_fence_fds: [-1; uapi::DPP_JOB_MAX_IN_FENCES],
+            ..Default::default()
+        };
+        match job.op {
+            JobOp::Fill { pattern } => {
+                arg.op = uapi::DPP_JOB_FILL;
+                arg.src_fd = -1;
+                arg.pattern = pattern;
+            }
+            JobOp::Copy { src, src_offset } => {
+                arg.op = uapi::DPP_JOB_COPY;
+                arg.src_fd = src.as_raw_fd();
+                arg.src_offset = src_offset;
+            }
+        }
+        if !job.implicit_sync {
+            arg.flags |= uapi::DPP_JOB_NO_IMPLICIT_SYNC;
+        }
+        if job.in_fences.len() > uapi::DPP_JOB_MAX_IN_FENCES {
+            return Err(Error::InvalidArgument(format!(
+                "{} in-fences, at most {}",
+                job.in_fences.len(),
+                uapi::DPP_JOB_MAX_IN_FENCES
+            )));
+        }
+        for (slot, fence) in arg.in_fence_fds.iter_mut().zip(job.in_fences) {
+            *slot = fence.as_raw_fd();
+        }
+        let (out, fence) = self.submit_job_raw(arg)?;
+        let engine = if out.engine == uapi::DPP_ENGINE_DMA {
+            Engine::Dma
+        } else {
+            Engine::Cpu
+        };
+        Ok(SubmittedJob { fence, engine })
+    }
+
+    /// `DPP_IOCTL_SUBMIT_JOB` with the argument as given; returns the
+    /// argument as the kernel wrote it back and the out-fence.
+    pub fn submit_job_raw(&self, mut arg: uapi::DppJob) -> Result<(uapi::DppJob, Fence)> {
+        // SAFETY: DPP_SUBMIT_JOB is `_IOWR(DPP_IOC_MAGIC, 5, struct dpp_job)`
+        // and `arg` is a valid, exclusively borrowed `DppJob` for the call.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::DPP_SUBMIT_JOB }, uapi::DppJob>::new(&mut arg),
+            )
+        }
+        .map_err(|e| self.err("SUBMIT_JOB", e))?;
+        // SAFETY: on success the kernel installed a new sync_file fd that
+        // nothing else owns.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.out_fence_fd) };
+        log::debug!(
+            "submitted job (op {}) as fence {}:{} fd {}",
+            arg.op,
+            arg.context,
+            arg.seqno,
+            arg.out_fence_fd
+        );
+        let fence = Fence::new(SyncFile::from_fd(fd), arg.context, arg.seqno);
+        Ok((arg, fence))
     }
 }
 

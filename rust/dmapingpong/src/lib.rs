@@ -26,13 +26,15 @@ mod fence;
 pub mod module;
 pub mod pattern;
 pub mod pingpong;
+pub mod stats;
 mod sys;
 
 pub use buffer::{Access, CpuAccess, DmaBuf, Mapping};
 pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
-pub use device::{Device, Usage};
+pub use device::{Device, Engine, Job, JobOp, SubmittedJob, Usage};
 pub use dmapingpong_uapi as uapi;
 pub use error::{ErrnoName, Error, Result};
 pub use fence::{Fence, FenceStatus, SyncFile};
 pub use rustix::event::PollFlags;
 pub use rustix::io::Errno;
+pub use stats::EngineStats;

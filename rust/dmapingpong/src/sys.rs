@@ -55,6 +55,7 @@ pub(crate) const DPP_ALLOC: Opcode = uapi::DPP_IOCTL_ALLOC as Opcode;
 pub(crate) const DPP_CREATE_FENCE: Opcode = uapi::DPP_IOCTL_CREATE_FENCE as Opcode;
 pub(crate) const DPP_SIGNAL_FENCE: Opcode = uapi::DPP_IOCTL_SIGNAL_FENCE as Opcode;
 pub(crate) const DPP_WAIT_FENCE: Opcode = uapi::DPP_IOCTL_WAIT_FENCE as Opcode;
+pub(crate) const DPP_SUBMIT_JOB: Opcode = uapi::DPP_IOCTL_SUBMIT_JOB as Opcode;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,325 @@
+//! Scenarios with the device in the loop: jobs that the exporter's engine
+//! (the SoC's DMA controller, or the driver's CPU worker) runs on buffers,
+//! synchronized with user space by fences.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use dmapingpong::uapi::{self, DppJob};
+use dmapingpong::{
+    Access, Device, DmaBuf, Engine, EngineStats, Errno, Fence, FenceStatus, Job, JobOp,
+    SubmittedJob,
+};
+
+use crate::config::Config;
+use crate::scenarios::{Diags, expect_errno};
+
+fn timeout(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.timeout_ms)
+}
+
+/// A short wait that must expire on a pending fence.
+const SHORT: Duration = Duration::from_millis(20);
+
+/// The engine the device tree asks for: DMA if the exporter's node has a
+/// `dmas` property (the driver then never falls back to the CPU), else
+/// whatever the driver found.
+fn expected_engine() -> Option<Engine> {
+    let nodes = std::fs::read_dir("/sys/bus/platform/drivers/dmapingpong").ok()?;
+    let has_dmas = nodes
+        .flatten()
+        .any(|e| e.path().join("of_node/dmas").exists());
+    has_dmas.then_some(Engine::Dma)
+}
+
+fn fill<'a>(
+    dst: &'a DmaBuf,
+    pattern: u64,
+    in_fences: &'a [std::os::fd::BorrowedFd<'a>],
+) -> Job<'a> {
+    Job {
+        op: JobOp::Fill { pattern },
+        dst: dst.as_fd(),
+        dst_offset: 0,
+        size: dst.size(),
+        in_fences,
+        implicit_sync: in_fences.is_empty(),
+    }
+}
+
+fn copy<'a>(
+    dst: &'a DmaBuf,
+    src: &'a DmaBuf,
+    in_fences: &'a [std::os::fd::BorrowedFd<'a>],
+) -> Job<'a> {
+    Job {
+        op: JobOp::Copy {
+            src: src.as_fd(),
+            src_offset: 0,
+        },
+        dst: dst.as_fd(),
+        dst_offset: 0,
+        size: dst.size(),
+        in_fences,
+        implicit_sync: in_fences.is_empty(),
+    }
+}
+
+/// Waits for a job's fence and requires success.
+fn wait_ok(cfg: &Config, job: &SubmittedJob, what: &str) -> anyhow::Result<()> {
+    match job.fence.sync_file().wait(timeout(cfg))? {
+        FenceStatus::Signalled => Ok(()),
+        FenceStatus::Pending => bail!("{what}: not done after {} ms", cfg.timeout_ms),
+        FenceStatus::Error(e) => bail!("{what}: failed with {}", dmapingpong::ErrnoName(e)),
+    }
+}
+
+/// Checks that every word of `buf` is `f(index)`.
+fn verify(buf: &DmaBuf, what: &str, f: impl Fn(usize) -> u64) -> anyhow::Result<()> {
+    let mut map = buf.mmap()?;
+    let cpu = map.begin(Access::Read)?;
+    if let Some((i, &got)) = cpu.as_slice().iter().enumerate().find(|&(i, &v)| v != f(i)) {
+        bail!(
+            "{what}: word {i} (byte {}) is {got:#x}, expected {:#x}",
+            i * 8,
+            f(i)
+        );
+    }
+    cpu.end()?;
+    Ok(())
+}
+
+fn stats(cfg: &Config) -> anyhow::Result<EngineStats> {
+    EngineStats::read(&cfg.jobs.debugfs).context("engine counters (is debugfs mounted?)")
+}
+
+/// The device fills a buffer with even values, user space checks them and
+/// writes odd ones, the device copies the buffer to a second one, user space
+/// checks the copy; `jobs.rounds` times. The engine counters must account
+/// for every job and byte.
+pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let dev = Device::open(&cfg.device)?;
+    let a = dev.alloc(cfg.buffer_size)?;
+    let b = dev.alloc(cfg.buffer_size)?;
+    let before = stats(cfg)?;
+    let engine = before.kind();
+    if let Some(expected) = expected_engine() {
+        ensure!(
+            engine == expected,
+            "the device tree gives the exporter a DMA channel, but jobs run on {}",
+            before.engine
+        );
+    }
+    for round in 0..cfg.jobs.rounds {
+        let even = (round + 1) * 2;
+        let job = dev.submit_job(&fill(&a, even, &[]))?;
+        ensure!(
+            job.engine == engine,
+            "round {round}: job ran on {}, counters say {}",
+            job.engine,
+            before.engine
+        );
+        wait_ok(cfg, &job, &format!("round {round}: fill"))?;
+        verify(&a, &format!("round {round}: filled buffer"), |_| even)?;
+        let odd = |i: usize| (round << 32) | (2 * i as u64 + 1);
+        let mut map = a.mmap()?;
+        let mut cpu = map.begin(Access::Write)?;
+        for (i, w) in cpu.as_mut_slice().iter_mut().enumerate() {
+            *w = odd(i);
+        }
+        cpu.end()?;
+        drop(map);
+        let job = dev.submit_job(&copy(&b, &a, &[]))?;
+        wait_ok(cfg, &job, &format!("round {round}: copy"))?;
+        verify(&b, &format!("round {round}: copied buffer"), odd)?;
+    }
+    let after = stats(cfg)?;
+    let jobs = 2 * cfg.jobs.rounds;
+    let bytes = jobs * a.size();
+    let (j0, b0) = before.of(engine);
+    let (j1, b1) = after.of(engine);
+    diags.push(after.to_string());
+    ensure!(
+        j1 - j0 == jobs && b1 - b0 == bytes,
+        "{engine} counters grew by {} jobs and {} bytes, expected {jobs} and {bytes}",
+        j1 - j0,
+        b1 - b0
+    );
+    Ok(())
+}
+
+/// A chain of jobs linked only by in-fences, headed by a user fence: nothing
+/// runs before the head signals, then the whole chain runs without any CPU
+/// wait between its jobs, in order, on one fence context.
+pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let dev = Device::open(&cfg.device)?;
+    let size = cfg.buffer_size;
+    let (a, b, c) = (dev.alloc(size)?, dev.alloc(size)?, dev.alloc(size)?);
+    let head = dev.create_fence(None)?;
+    let pattern = 0x5eed_0000_0000_0002;
+    let j1 = dev.submit_job(&fill(&a, pattern, &[head.as_fd()]))?;
+    let j2 = dev.submit_job(&copy(&b, &a, &[j1.fence.as_fd()]))?;
+    let j3 = dev.submit_job(&copy(&c, &b, &[j2.fence.as_fd()]))?;
+    let fences = [&j1.fence, &j2.fence, &j3.fence];
+    for (i, f) in fences.iter().enumerate() {
+        ensure!(
+            f.sync_file().wait(SHORT)? == FenceStatus::Pending,
+            "job {} ran before the head fence signalled",
+            i + 1
+        );
+    }
+    ensure!(
+        fences
+            .windows(2)
+            .all(|w| w[0].context() == w[1].context() && w[1].seqno() == w[0].seqno() + 1),
+        "job fences {:?} are not consecutive on one context",
+        fences.map(|f| (f.context(), f.seqno()))
+    );
+    ensure!(
+        j1.fence.context() != head.context(),
+        "jobs share the fence context of CREATE_FENCE"
+    );
+    verify(&c, "last buffer before the chain ran", |_| 0)?;
+    dev.signal(&head, None)?;
+    wait_ok(cfg, &j3, "last job of the chain")?;
+    for (i, f) in fences.iter().enumerate() {
+        ensure!(
+            f.sync_file().status()? == FenceStatus::Signalled,
+            "job {} not signalled without error after the last one",
+            i + 1
+        );
+    }
+    verify(&c, "last buffer of the chain", |_| pattern)?;
+    diags.push(format!(
+        "3 jobs on context {} seqnos {}..={}",
+        j1.fence.context(),
+        j1.fence.seqno(),
+        j3.fence.seqno()
+    ));
+    Ok(())
+}
+
+fn expect_status(f: &Fence, cfg: &Config, errno: Errno, what: &str) -> anyhow::Result<()> {
+    match f.sync_file().wait(timeout(cfg))? {
+        FenceStatus::Error(e) if e == errno => Ok(()),
+        other => bail!(
+            "{what}: fence {other:?}, expected error {}",
+            dmapingpong::ErrnoName(errno)
+        ),
+    }
+}
+
+/// Errors reach user space through the out-fences and nothing hangs: an
+/// in-fence signalled with an error fails its job and the jobs chained to
+/// it, without touching their buffers; a failed transfer (injected) fails
+/// its job with EIO; an in-fence of a file that is closed fails with
+/// ECANCELED; bad arguments are refused with EINVAL.
+pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let dev = Device::open(&cfg.device)?;
+    let size = cfg.buffer_size;
+    let (a, b) = (dev.alloc(size)?, dev.alloc(size)?);
+    let before = stats(cfg)?;
+
+    // An in-fence with an error: the job and the one chained to it fail.
+    let head = dev.create_fence(None)?;
+    let j1 = dev.submit_job(&fill(&a, 2, &[head.as_fd()]))?;
+    let j2 = dev.submit_job(&copy(&b, &a, &[j1.fence.as_fd()]))?;
+    dev.signal(&head, Some(Errno::IO))?;
+    expect_status(&j2.fence, cfg, Errno::IO, "copy after a failed fill")?;
+    expect_status(&j1.fence, cfg, Errno::IO, "fill with a failed in-fence")?;
+    verify(&a, "destination of the failed fill", |_| 0)?;
+    verify(&b, "destination of the failed copy", |_| 0)?;
+
+    // A failed transfer: the job fails with EIO, the next one works.
+    EngineStats::inject_transfer_failures(&cfg.jobs.debugfs, 1)?;
+    let j3 = dev.submit_job(&fill(&a, 4, &[]))?;
+    expect_status(&j3.fence, cfg, Errno::IO, "fill with a failed transfer")?;
+    verify(&a, "destination of the failed transfer", |_| 0)?;
+    let j4 = dev.submit_job(&fill(&a, 6, &[]))?;
+    wait_ok(cfg, &j4, "fill after the failed transfer")?;
+    verify(&a, "fill after the failed transfer", |_| 6)?;
+
+    // A dead producer: its pending fence is cancelled, the job fails.
+    let other = Device::open(&cfg.device)?;
+    let orphan = other.create_fence(None)?;
+    let j5 = dev.submit_job(&fill(&b, 8, &[orphan.as_fd()]))?;
+    ensure!(
+        j5.fence.sync_file().wait(SHORT)? == FenceStatus::Pending,
+        "job ran before its in-fence signalled"
+    );
+    drop(other);
+    expect_status(
+        &j5.fence,
+        cfg,
+        Errno::CANCELED,
+        "job waiting for a closed file",
+    )?;
+
+    let after = stats(cfg)?;
+    ensure!(
+        after.jobs_failed - before.jobs_failed == 4,
+        "jobs_failed grew by {}, expected 4",
+        after.jobs_failed - before.jobs_failed
+    );
+    diags.push(after.to_string());
+
+    // Bad arguments.
+    let valid = DppJob {
+        op: uapi::DPP_JOB_FILL,
+        dst_fd: std::os::fd::AsRawFd::as_raw_fd(&a.as_fd()),
+        src_fd: -1,
+        size: a.size(),
+        in_fence_fds: [-1; uapi::DPP_JOB_MAX_IN_FENCES],
+        ..Default::default()
+    };
+    let raw = |arg: DppJob| dev.submit_job_raw(arg).map(|_| ());
+    raw(valid).context("the valid job of the bad-argument checks")?;
+    let cases: [(&str, DppJob); 8] = [
+        ("unknown op", DppJob { op: 7, ..valid }),
+        (
+            "unknown flag",
+            DppJob {
+                flags: 1 << 5,
+                ..valid
+            },
+        ),
+        (
+            "reserved set",
+            DppJob {
+                reserved: [0, 1],
+                ..valid
+            },
+        ),
+        ("size 0", DppJob { size: 0, ..valid }),
+        ("unaligned size", DppJob { size: 12, ..valid }),
+        (
+            "range past the end",
+            DppJob {
+                dst_offset: 8,
+                ..valid
+            },
+        ),
+        (
+            "overlapping copy",
+            DppJob {
+                op: uapi::DPP_JOB_COPY,
+                src_fd: valid.dst_fd,
+                size: 16,
+                dst_offset: 8,
+                ..valid
+            },
+        ),
+        (
+            "in-fence that is a dma-buf",
+            DppJob {
+                in_fence_fds: [valid.dst_fd, -1, -1, -1],
+                ..valid
+            },
+        ),
+    ];
+    for (what, arg) in cases {
+        expect_errno(raw(arg), Errno::INVAL, &format!("SUBMIT_JOB with {what}"))?;
+    }
+    Ok(())
+}
