@@ -89,7 +89,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("DPP_IOCTL_WAIT_FENCE", u64::from(DPP_IOCTL_WAIT_FENCE)),
         ("DPP_JOB_FILL", u64::from(DPP_JOB_FILL)),
         ("DPP_JOB_COPY", u64::from(DPP_JOB_COPY)),
-        ("DPP_JOB_NO_IMPLICIT_SYNC", u64::from(DPP_JOB_NO_IMPLICIT_SYNC)),
+        (
+            "DPP_JOB_NO_IMPLICIT_SYNC",
+            u64::from(DPP_JOB_NO_IMPLICIT_SYNC),
+        ),
         ("DPP_JOB_MAX_IN_FENCES", DPP_JOB_MAX_IN_FENCES as u64),
         ("DPP_ENGINE_DMA", u64::from(DPP_ENGINE_DMA)),
         ("DPP_ENGINE_CPU", u64::from(DPP_ENGINE_CPU)),
