@@ -90,6 +90,38 @@ dpp_driver_key() {
 	dpp_hash "$DPP_TOP"/rust/driver/Kbuild "$DPP_TOP"/rust/driver/*.rs "$DPP_TOP"/rust/uapi/src/abi.rs
 }
 
+# The kernel config fragments of a machine, in merge order: dmapingpong.cfg,
+# the machine's, then debug.cfg for the debug kernel (debug = 1). Every QEMU
+# machine boots the same kernel (virt.cfg + versal.cfg): the same fragments,
+# so the same hash and build directory, built once. rpi4 (merged onto the
+# arm64 defconfig) is only configured, by scripts/test. One path per line,
+# below TOP (the checkout, or $DPP_BR_SRC inside the build root); fails for
+# an unknown machine.
+dpp_kernel_fragments() { # top machine debug
+	local top=$1 name names
+	case $2 in
+	virt | versal) names=(dmapingpong virt versal) ;;
+	rpi4) names=(dmapingpong rpi4) ;;
+	*) return 1 ;;
+	esac
+	[ "$3" = 0 ] || names+=(debug)
+	for name in "${names[@]}"; do
+		printf '%s\n' "$top/configs/kernel/$name.cfg"
+	done
+}
+
+# Whether every option of the fragments is in the .config (after
+# olddefconfig, which drops an unknown symbol or one with unmet dependencies).
+dpp_config_check() { # .config fragment...
+	local config=$1 line missing=0
+	shift
+	while read -r line; do
+		case $line in CONFIG_*=n) line="# ${line%=n} is not set" ;; esac
+		grep -qxF "$line" "$config" || { dpp_log "config: '$line' did not survive olddefconfig"; missing=1; }
+	done < <(cat "$@" | sed -e 's/#.*//' -e '/^[[:space:]]*$/d')
+	return "$missing"
+}
+
 dpp_buildroot_dir() {
 	echo "$DPP_CACHE/buildroot-$(dpp_hash "$DPP_TOP/configs/buildroot-packages.txt" "$DPP_TOP/scripts/buildroot")"
 }
