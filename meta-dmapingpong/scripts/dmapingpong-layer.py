@@ -14,7 +14,7 @@
 The checks: the -crates.inc matches rust/Cargo.lock; every file:// of the
 layer's recipes, appends and includes resolves (with FILESEXTRAPATHS, the
 layer's DMAPINGPONG_TOP and the recipe's files directories) and none of them
-is a copy: the patch series, config fragment, overlays, driver, cargo
+is a copy: the patch series, config fragments, overlays, driver, cargo
 workspace and init files exist once, in the repository, and the layer holds
 no file that is identical to, or named like, one of them; every patch of the
 series (and any patch in the layer) has an Upstream-Status:; the series and
@@ -39,6 +39,7 @@ PATCH_DIR = os.path.join(TOP, "rust", "linux-patches")
 SINGLE_SOURCES = [
     "rust/linux-patches/series",
     "configs/kernel/dmapingpong.cfg",
+    "configs/kernel/rpi4.cfg",
     "dts/qemu-virt.dtso",
     "dts/rpi4.dtso",
     "rust/driver/Kbuild",
