@@ -7,7 +7,8 @@
 //! signal them in and out of order and with errors, signal other files'
 //! fences, wait with short timeouts, poll dma-bufs and sync_files, export
 //! sync_files, map (whole, at offsets, beyond the end) and unmap, bracket
-//! CPU access with `DMA_BUF_IOCTL_SYNC`, dup, close, and pass fds to the
+//! CPU access with `DMA_BUF_IOCTL_SYNC`, submit device jobs (fills and
+//! copies waiting for random sync_files), dup, close, and pass fds to the
 //! other process over a socket.
 //!
 //! Each worker models its own device files exactly (which fences are
@@ -30,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use dmapingpong::uapi::{DPP_FD_NO_CLOEXEC, DppAlloc, DppFenceCreate, DppInfo};
 use dmapingpong::{
-    Access, Channel, Device, DmaBuf, Errno, Fence, FenceStatus, Mapping, Message, PollFlags,
-    SyncFile, Usage,
+    Access, Channel, Device, DmaBuf, Errno, Fence, FenceStatus, Job, JobOp, Mapping, Message,
+    PollFlags, SyncFile, Usage,
 };
 
 use super::Diags;
@@ -230,7 +231,7 @@ impl Worker {
     }
 
     fn step(&mut self) -> Result<()> {
-        let pick = self.rng.below(100);
+        let pick = self.rng.below(105);
         match pick {
             0..=3 => self.open_dev(),
             4..=5 => self.close_dev(),
@@ -251,7 +252,8 @@ impl Worker {
             84..=88 => self.close_obj(),
             89..=94 => self.send(),
             95..=97 => self.info(),
-            _ => self.bad_opcode(),
+            98..=99 => self.bad_opcode(),
+            _ => self.submit_job(),
         }
     }
 
@@ -411,6 +413,84 @@ impl Worker {
             });
         }
         self.devs[d].pending.push_back(fence);
+        Ok(())
+    }
+
+    /// A random fenceable buffer of the pool: a dup of its fd, its size and
+    /// its inode (to tell two fds of one buffer).
+    fn fenceable_buf(&mut self) -> Result<Option<(OwnedFd, u64, u64)>> {
+        let fd = self
+            .shared
+            .with_obj(&mut self.rng, is_fenceable, |o| match o {
+                Obj::Buf { buf, .. } => dup(buf).map(|fd| (fd, buf.size())),
+                Obj::Sync { .. } => unreachable!("fenceable buffers only"),
+            })
+            .transpose()?;
+        let Some((fd, size)) = fd else {
+            return Ok(None);
+        };
+        let ino = rustix::fs::fstat(&fd)
+            .map_err(|e| Failure::os("fstat", e))?
+            .st_ino;
+        Ok(Some((fd, size, ino)))
+    }
+
+    /// Submits a device job (a fill, or a copy between two buffers) on
+    /// fenceable buffers, waiting for up to three sync_files of the pool and
+    /// randomly for the reservations; its out-fence joins the pool (no
+    /// device file of ours can signal it). Must succeed.
+    fn submit_job(&mut self) -> Result<()> {
+        let d = self.dev_index()?;
+        let Some((dst, dst_size, dst_ino)) = self.fenceable_buf()? else {
+            return Ok(());
+        };
+        let src = if self.rng.chance(50) {
+            self.fenceable_buf()?.filter(|&(_, _, ino)| ino != dst_ino)
+        } else {
+            None
+        };
+        let mut in_fds = Vec::new();
+        for _ in 0..self.rng.below(4) {
+            let fd = self
+                .shared
+                .with_obj(
+                    &mut self.rng,
+                    |o| matches!(o, Obj::Sync { .. }),
+                    |o| match o {
+                        Obj::Sync { file, .. } => dup(file),
+                        Obj::Buf { .. } => unreachable!("sync_files only"),
+                    },
+                )
+                .transpose()?;
+            in_fds.extend(fd);
+        }
+        let max = src.as_ref().map_or(dst_size, |&(_, s, _)| s.min(dst_size)) / 8;
+        let size = self.rng.range(1, max) * 8;
+        let op = match &src {
+            Some((src, _, _)) => JobOp::Copy {
+                src: src.as_fd(),
+                src_offset: 0,
+            },
+            None => JobOp::Fill {
+                pattern: self.rng.next_u64(),
+            },
+        };
+        let in_fences: Vec<_> = in_fds.iter().map(|f| f.as_fd()).collect();
+        let job = Job {
+            op,
+            dst: dst.as_fd(),
+            dst_offset: 0,
+            size,
+            in_fences: &in_fences,
+            implicit_sync: self.rng.chance(50),
+        };
+        let r = self.devs[d].dev.submit_job(&job);
+        self.expect("submit job", got(&r), &[None])?;
+        self.shared.put(Obj::Sync {
+            file: r?.fence.into_sync_file(),
+            peer: true,
+            local: true,
+        });
         Ok(())
     }
 
