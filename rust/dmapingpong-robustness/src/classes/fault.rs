@@ -4,9 +4,10 @@
 //!
 //! Phase 1, systematic: for each call (open, GET_INFO, ALLOC, CREATE_FENCE
 //! without and with a buffer, SIGNAL_FENCE, WAIT_FENCE, EXPORT_SYNC_FILE,
-//! mmap, DMA_BUF_SET_NAME) and each n = 1, 2, ..., `/proc/thread-self/fail-nth`
+//! mmap, DMA_BUF_SET_NAME, SUBMIT_JOB) and each n = 1, 2, ..., `/proc/thread-self/fail-nth`
 //! fails the n-th allocation (slab or page) of the call, until n exceeds the
-//! call's allocations. Phase 2: failslab and fail_page_alloc with
+//! call's allocations (a job that was submitted must then signal its
+//! out-fence, without error or with `ENOMEM`). Phase 2: failslab and fail_page_alloc with
 //! `task-filter` (`/proc/thread-self/make-it-fail`), probability 100 and
 //! varying `interval`, `times` 1, over sequences of calls. Every call must
 //! succeed or fail with `ENOMEM`, the driver's counters must return to the
@@ -21,7 +22,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use dmapingpong::Errno;
-use dmapingpong::uapi::{self as u, DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait};
+use dmapingpong::uapi::{
+    self as u, DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppJob,
+};
+use dmapingpong::{FenceStatus, SyncFile};
 use rustix::fs::{Mode, OFlags};
 
 use super::Diags;
@@ -158,9 +162,10 @@ enum Call {
     ExportSyncFile,
     Mmap,
     SetName,
+    Job,
 }
 
-const CALLS: [Call; 11] = [
+const CALLS: [Call; 12] = [
     Call::Open,
     Call::GetInfo,
     Call::AllocPage,
@@ -172,6 +177,7 @@ const CALLS: [Call; 11] = [
     Call::ExportSyncFile,
     Call::Mmap,
     Call::SetName,
+    Call::Job,
 ];
 
 fn fd_at(bytes: &[u8], off: usize) -> i32 {
@@ -258,6 +264,24 @@ impl Call {
             }
             Call::Mmap => RawMap::shared(s.buf.as_fd(), 4096, 0).map(Made::Map),
             Call::SetName => sys::dma_buf_set_name(s.buf.as_fd(), c"fault").map(|()| Made::Nothing),
+            Call::Job => {
+                let mut b = DppJob {
+                    op: u::DPP_JOB_FILL,
+                    dst_fd: s.buf.as_raw_fd(),
+                    src_fd: -1,
+                    size: 4096,
+                    pattern: 0x0f0f,
+                    in_fence_fds: [-1; u::DPP_JOB_MAX_IN_FENCES],
+                    ..Default::default()
+                }
+                .to_ne_bytes();
+                ioctl_bytes(dev, u::DPP_IOCTL_SUBMIT_JOB, &mut b).map(|_| {
+                    Made::Fd(sys::adopt_fd(fd_at(
+                        &b,
+                        core::mem::offset_of!(DppJob, out_fence_fd),
+                    )))
+                })
+            }
         }
     }
 }
@@ -295,6 +319,21 @@ fn expect_no_pending_write_fence(buf: &OwnedFd, n: impl std::fmt::Display) -> Re
         )));
     }
     Ok(())
+}
+
+/// A job submitted while an allocation failed must still signal its
+/// out-fence: without error, or with `ENOMEM` if the failure hit it.
+fn expect_job_done(fence: &OwnedFd, ctx: &Ctx, n: u32) -> Result<()> {
+    let fence = fence
+        .try_clone()
+        .map_err(|e| Failure::io("dup the job's fence", e))?;
+    match SyncFile::from_fd(fence).wait(ctx.timeout)? {
+        FenceStatus::Signalled | FenceStatus::Error(Errno::NOMEM) => Ok(()),
+        other => Err(Failure::Check(format!(
+            "SUBMIT_JOB succeeded with allocation {n} failing, but its fence is {other:?}, \
+             expected signalled or ENOMEM"
+        ))),
+    }
 }
 
 /// Phase 1: `fail-nth` over every allocation of every call.
@@ -338,6 +377,9 @@ fn systematic(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
                         expected: "ok or ENOMEM".into(),
                     });
                 }
+            }
+            if let (Call::Job, Ok(Made::Fd(fence))) = (call, &r) {
+                expect_job_done(fence, ctx, n)?;
             }
             drop(r);
             drop(setup);
