@@ -149,9 +149,10 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A chain of jobs linked only by in-fences, headed by a user fence: nothing
-/// runs before the head signals, then the whole chain runs without any CPU
-/// wait between its jobs, in order, on one fence context.
+/// A chain of jobs linked only by in-fences, headed by a user fence, and a
+/// job without dependencies submitted after them: nothing runs before the
+/// head signals (the last job because the jobs of a file run in order), then
+/// all run without any CPU wait between them, in order, on one fence context.
 pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let dev = Device::open(&cfg.device)?;
     let size = cfg.buffer_size;
@@ -161,7 +162,14 @@ pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let j1 = dev.submit_job(&fill(&a, pattern, &[head.as_fd()]))?;
     let j2 = dev.submit_job(&copy(&b, &a, &[j1.fence.as_fd()]))?;
     let j3 = dev.submit_job(&copy(&c, &b, &[j2.fence.as_fd()]))?;
-    let fences = [&j1.fence, &j2.fence, &j3.fence];
+    // No dependency of its own, but the jobs of a file run in order.
+    let d = dev.alloc(size)?;
+    let j4 = Job {
+        implicit_sync: false,
+        ..fill(&d, pattern, &[])
+    };
+    let j4 = dev.submit_job(&j4)?;
+    let fences = [&j1.fence, &j2.fence, &j3.fence, &j4.fence];
     for (i, f) in fences.iter().enumerate() {
         ensure!(
             f.sync_file().wait(SHORT)? == FenceStatus::Pending,
@@ -188,20 +196,21 @@ pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     }
     drop(map);
     dev.signal(&head, None)?;
-    wait_ok(cfg, &j3, "last job of the chain")?;
+    wait_ok(cfg, &j4, "job after the chain")?;
     for (i, f) in fences.iter().enumerate() {
         ensure!(
             f.sync_file().status()? == FenceStatus::Signalled,
-            "job {} not signalled without error after the last one",
+            "job {} not signalled without error when the last one was",
             i + 1
         );
     }
     verify(&c, "last buffer of the chain", |_| pattern)?;
+    verify(&d, "buffer of the job after the chain", |_| pattern)?;
     diags.push(format!(
-        "3 jobs on context {} seqnos {}..={}",
+        "4 jobs on context {} seqnos {}..={}",
         j1.fence.context(),
         j1.fence.seqno(),
-        j3.fence.seqno()
+        j4.fence.seqno()
     ));
     Ok(())
 }
