@@ -19,7 +19,7 @@
 //! its in-fences and the buffers' reservation fences through fence callbacks (the caller never
 //! blocks), runs from a workqueue, and signals its out-fence from the DMA completion. The DMA
 //! controller reaches the buffers through dma-buf attachments of its device, mapped like any
-//! importer's. What each engine did is in `/sys/kernel/debug/dmapingpong/stats`.
+//! importer's while the job runs. What each engine did is in `/sys/kernel/debug/dmapingpong/stats`.
 
 use core::{
     fmt,
@@ -31,7 +31,7 @@ use kernel::{
     device::{self, Core},
     devres::BoundDevice,
     dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable},
-    dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
+    dma_buf::{self, Attachment, DmaBuf, ImportAttachment, MappedAttachment},
     dma_fence::{Fence, Timeline},
     dma_resv::Usage,
     dmaengine::{Capability, Channel},
@@ -321,7 +321,15 @@ enum Op {
     Copy,
 }
 
-/// The buffers of a job mapped for the DMA controller, through dma-buf attachments of its device.
+/// The buffers of a job attached to the DMA controller's device, as an importer attaches them.
+/// They are mapped only while the job runs, so that a buffer is mapped once at a time however many
+/// jobs wait for it.
+struct DmaAttachments {
+    dst: ImportAttachment,
+    src: Option<ImportAttachment>,
+}
+
+/// The buffers of a running job mapped for the DMA controller.
 struct DmaMaps {
     dst: MappedAttachment,
     src: Option<MappedAttachment>,
@@ -333,7 +341,7 @@ struct JobData {
     pool: Arc<Pool>,
     dst: Arc<Buffer>,
     src: Option<Arc<Buffer>>,
-    dma: Option<DmaMaps>,
+    dma: Option<DmaAttachments>,
 }
 
 /// The next job of the same file, released when this one has run.
@@ -456,8 +464,8 @@ impl Job {
     }
 
     /// Runs the job on the DMA channel; the transfer's completion signals the out-fence.
-    fn run_dma(self: &Arc<Self>, data: &JobData) {
-        let Some(maps) = &data.dma else {
+    fn run_dma(self: &Arc<Self>, data: JobData) {
+        let Some(attachments) = data.dma else {
             return self.complete(Err(EINVAL));
         };
         // DMA jobs of a device run one at a time: the channel executes its descriptors in order
@@ -466,7 +474,11 @@ impl Job {
         let Some(engine) = engine.as_ref() else {
             return self.complete(Err(ENODEV));
         };
-        let ops = match self.dma_ops(engine, maps) {
+        let maps = match Self::map(attachments) {
+            Ok(maps) => maps,
+            Err(err) => return self.complete(Err(err)),
+        };
+        let ops = match self.dma_ops(engine, &maps) {
             Ok(ops) => ops,
             Err(err) => return self.complete(Err(err)),
         };
@@ -505,6 +517,17 @@ impl Job {
             // Completes the transfer (with -ETIMEDOUT, see above) and any other in flight.
             engine.chan.terminate();
         }
+    }
+
+    /// Maps the job's buffers for the DMA controller (the destination for writes, the source
+    /// for reads); unmapped when dropped, after the transfer.
+    fn map(attachments: DmaAttachments) -> Result<DmaMaps> {
+        let dst = attachments.dst.map(DataDirection::FromDevice)?;
+        let src = match attachments.src {
+            Some(src) => Some(src.map(DataDirection::ToDevice)?),
+            None => None,
+        };
+        Ok(DmaMaps { dst, src })
     }
 
     /// The copies of the job for the channel: `(dst, src, len)` in DMA addresses of its device.
@@ -550,14 +573,13 @@ impl WorkItem for Job {
         if let Some(data) = data {
             match job.dep_error.load(Ordering::Acquire) {
                 0 if job.stats.take_injected_failure() => job.complete(Err(EIO)),
-                0 if job.spec.engine == abi::DPP_ENGINE_DMA => job.run_dma(&data),
+                // Maps, runs and unmaps, in process context.
+                0 if job.spec.engine == abi::DPP_ENGINE_DMA => job.run_dma(data),
                 0 => job.complete(job.run_cpu(&data)),
                 err => job.complete(Err(Error::from_errno(err))),
             }
             // Defensive: every path above completes the job.
             job.complete(Err(ETIMEDOUT));
-            // Unmaps the buffers, in process context.
-            drop(data);
         }
         // The next job of the file may run now: this one's fence has signalled.
         let next = {
@@ -918,22 +940,20 @@ impl DmaPingPongFile {
             in_fences.push(fence, GFP_KERNEL)?;
         }
 
-        // The engine, and the buffers mapped for it the way every importer maps them.
+        // The engine, and the buffers attached to its device the way every importer does.
         let chan_dev: Option<ARef<device::Device>> =
             pool.engine.lock().as_ref().map(|e| e.chan.device().into());
         let (engine, dma) = match chan_dev {
             None => (abi::DPP_ENGINE_CPU, None),
             Some(dev) => {
-                let dst_map = dst_buf.attach(&dev)?.map(DataDirection::FromDevice)?;
-                let src_map = match &src {
-                    Some((buf, _)) => Some(buf.attach(&dev)?.map(DataDirection::ToDevice)?),
-                    None => None,
+                let attachments = DmaAttachments {
+                    dst: dst_buf.attach(&dev)?,
+                    src: match &src {
+                        Some((buf, _)) => Some(buf.attach(&dev)?),
+                        None => None,
+                    },
                 };
-                let maps = DmaMaps {
-                    dst: dst_map,
-                    src: src_map,
-                };
-                (abi::DPP_ENGINE_DMA, Some(maps))
+                (abi::DPP_ENGINE_DMA, Some(attachments))
             }
         };
 
