@@ -416,6 +416,20 @@ impl Worker {
         Ok(())
     }
 
+    /// A dup of a random sync_file of the pool.
+    fn pool_sync_file(&mut self) -> Result<Option<OwnedFd>> {
+        self.shared
+            .with_obj(
+                &mut self.rng,
+                |o| matches!(o, Obj::Sync { .. }),
+                |o| match o {
+                    Obj::Sync { file, .. } => dup(file),
+                    Obj::Buf { .. } => unreachable!("sync_files only"),
+                },
+            )
+            .transpose()
+    }
+
     /// A random fenceable buffer of the pool: a dup of its fd, its size and
     /// its inode (to tell two fds of one buffer).
     fn fenceable_buf(&mut self) -> Result<Option<(OwnedFd, u64, u64)>> {
@@ -451,18 +465,7 @@ impl Worker {
         };
         let mut in_fds = Vec::new();
         for _ in 0..self.rng.below(4) {
-            let fd = self
-                .shared
-                .with_obj(
-                    &mut self.rng,
-                    |o| matches!(o, Obj::Sync { .. }),
-                    |o| match o {
-                        Obj::Sync { file, .. } => dup(file),
-                        Obj::Buf { .. } => unreachable!("sync_files only"),
-                    },
-                )
-                .transpose()?;
-            in_fds.extend(fd);
+            in_fds.extend(self.pool_sync_file()?);
         }
         let max = src.as_ref().map_or(dst_size, |&(_, s, _)| s.min(dst_size)) / 8;
         let size = self.rng.range(1, max) * 8;
@@ -620,18 +623,9 @@ impl Worker {
     fn wait_pool(&mut self) -> Result<()> {
         let d = self.dev_index()?;
         let t = self.short_timeout();
-        let fd = self
-            .shared
-            .with_obj(
-                &mut self.rng,
-                |o| matches!(o, Obj::Sync { .. }),
-                |o| match o {
-                    Obj::Sync { file, .. } => dup(file),
-                    Obj::Buf { .. } => unreachable!("sync_files only"),
-                },
-            )
-            .transpose()?;
-        let Some(fd) = fd else { return Ok(()) };
+        let Some(fd) = self.pool_sync_file()? else {
+            return Ok(());
+        };
         let r = self.devs[d].dev.wait_fence(&fd, t);
         self.expect("wait shared sync_file", got(&r), &[None])
     }
