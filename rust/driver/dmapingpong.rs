@@ -941,11 +941,22 @@ impl DmaPingPongFile {
         }
 
         // The engine, and the buffers attached to its device the way every importer does.
-        let chan_dev: Option<ARef<device::Device>> =
-            pool.engine.lock().as_ref().map(|e| e.chan.device().into());
-        let (engine, dma) = match chan_dev {
+        let chan: Option<(ARef<device::Device>, usize)> = pool
+            .engine
+            .lock()
+            .as_ref()
+            .map(|e| (e.chan.device().into(), e.chan.copy_align()));
+        let (engine, dma) = match chan {
             None => (abi::DPP_ENGINE_CPU, None),
-            Some(dev) => {
+            Some((_, align))
+                if (req.size | req.dst_offset | req.src_offset) % align as u64 != 0 =>
+            {
+                return Err(invalid!(
+                    pool,
+                    "SUBMIT_JOB: size and offsets must be multiples of {align} (DMA engine)"
+                ))
+            }
+            Some((dev, _)) => {
                 let attachments = DmaAttachments {
                     dst: dst_buf.attach(&dev)?,
                     src: match &src {

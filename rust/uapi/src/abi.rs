@@ -193,6 +193,8 @@ pub struct DppJob {
     /// In: offset into the source (copy), a multiple of 8; `0` for a fill.
     pub src_offset: u64,
     /// In: bytes to fill or copy, a non-zero multiple of 8 within the buffers.
+    /// With [`DPP_ENGINE_DMA`], offsets and size must also be multiples of the
+    /// controller's copy alignment (1 byte on ZynqMP and BCM2835 DMA).
     pub size: u64,
     /// In: the fill pattern; `0` for a copy.
     pub pattern: u64,
