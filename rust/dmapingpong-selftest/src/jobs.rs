@@ -3,7 +3,7 @@
 //! synchronized with user space by fences.
 
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use dmapingpong::uapi::{self, DppJob};
@@ -111,6 +111,7 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             before.engine
         );
     }
+    let mut copy_time = Duration::ZERO;
     for round in 0..cfg.jobs.rounds {
         let even = (round + 1) * 2;
         let job = dev.submit_job(&fill(&a, even, &[]))?;
@@ -130,10 +131,35 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         }
         cpu.end()?;
         drop(map);
+        let start = Instant::now();
         let job = dev.submit_job(&copy(&b, &a, &[]))?;
         wait_ok(cfg, &job, &format!("round {round}: copy"))?;
+        copy_time += start.elapsed();
         verify(&b, &format!("round {round}: copied buffer"), odd)?;
     }
+    // Figures, not checks: the engine's copies against a CPU copy of the
+    // same buffers by this process in the same run (through both mappings).
+    let mut cpu_time = Duration::ZERO;
+    let (mut map_a, mut map_b) = (a.mmap()?, b.mmap()?);
+    for _ in 0..cfg.jobs.rounds {
+        let start = Instant::now();
+        let src = map_a.begin(Access::Read)?;
+        let mut dst = map_b.begin(Access::Write)?;
+        dst.as_mut_slice().copy_from_slice(src.as_slice());
+        dst.end()?;
+        src.end()?;
+        cpu_time += start.elapsed();
+    }
+    let mb = (cfg.jobs.rounds * a.size()) as f64 / 1e6;
+    diags.push(format!(
+        "figures: {} copy jobs of {} bytes on {engine}: {:.1} MB/s (submit to signal); \
+         user-space copy: {:.1} MB/s; ratio {:.2}",
+        cfg.jobs.rounds,
+        a.size(),
+        mb / copy_time.as_secs_f64(),
+        mb / cpu_time.as_secs_f64(),
+        cpu_time.as_secs_f64() / copy_time.as_secs_f64()
+    ));
     let after = stats(cfg)?;
     let jobs = 2 * cfg.jobs.rounds;
     let bytes = jobs * a.size();
