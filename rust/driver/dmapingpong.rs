@@ -98,8 +98,13 @@ struct Pool {
     fences_pending: AtomicU64,
     rejected: AtomicU32,
     /// The DMA engine, until the device is unbound or shut down; `None` for the CPU worker.
+    /// Held by the DMA job that runs.
     #[pin]
     engine: Mutex<Option<DmaEngine>>,
+    /// What submissions need of the DMA engine, behind a lock of its own that is never held
+    /// long, so that submitting does not wait for the job that runs. Cleared before `engine`.
+    #[pin]
+    dma_target: Mutex<Option<DmaTarget>>,
     /// Makes reading a job's reservation dependencies and adding its out-fence one step.
     #[pin]
     submit_lock: Mutex<()>,
@@ -301,10 +306,15 @@ impl DmaEngine {
         let pattern_map = pattern.map_sg_table(chan.device(), DataDirection::ToDevice)?;
         dev_info!(
             chan.device(),
-            "dmapingpong jobs run on {} (copy alignment {} bytes, segments up to {} bytes)\n",
+            "dmapingpong jobs run on {} (copy alignment {} bytes, segments up to {} bytes, {})\n",
             chan.name(),
             chan.copy_align(),
-            chan.max_segment_size()
+            chan.max_segment_size(),
+            if chan.has_capability(Capability::Memset) {
+                "fills of one byte value by memset"
+            } else {
+                "fills copied from a pattern"
+            }
         );
         Ok(Some(Self {
             pattern_map,
@@ -314,11 +324,50 @@ impl DmaEngine {
     }
 }
 
+/// The device that a DMA engine's jobs attach their buffers to (the DMA controller's) and the
+/// alignment in bytes of their sizes and offsets (that of the controller's copies, and of its
+/// fills if it can fill).
+#[derive(Clone)]
+struct DmaTarget {
+    dev: ARef<device::Device>,
+    align: usize,
+}
+
+impl DmaTarget {
+    fn new(engine: &DmaEngine) -> Self {
+        let chan = &engine.chan;
+        let fill_align = if chan.has_capability(Capability::Memset) {
+            chan.fill_align()
+        } else {
+            1
+        };
+        Self {
+            dev: chan.device().into(),
+            align: chan.copy_align().max(fill_align),
+        }
+    }
+}
+
 /// A job's operation.
 #[derive(Clone, Copy)]
 enum Op {
     Fill(u64),
     Copy,
+}
+
+/// One operation of a DMA job's transfer, in DMA addresses of the controller's device and bytes.
+#[derive(Clone, Copy)]
+enum DmaOp {
+    Copy {
+        dst: DmaAddress,
+        src: DmaAddress,
+        len: usize,
+    },
+    Set {
+        dst: DmaAddress,
+        value: u8,
+        len: usize,
+    },
 }
 
 /// The buffers of a job attached to the DMA controller's device, as an importer attaches them.
@@ -350,12 +399,7 @@ struct Link {
     next: Option<Arc<Job>>,
 }
 
-/// A device job: an operation on buffers that runs when its dependencies have signalled.
-///
-/// Every job runs its work function exactly once (when `deps` drops to zero) and signals its
-/// out-fence exactly once (`completed`); the jobs of a file run in order (`next`), so their
-/// fences signal in seqno order.
-/// What a job does, and on which engine.
+/// What a job does (offsets and size in bytes), and on which engine.
 #[derive(Clone, Copy)]
 struct JobSpec {
     op: Op,
@@ -366,6 +410,11 @@ struct JobSpec {
     engine: u32,
 }
 
+/// A device job: an operation on buffers that runs when its dependencies have signalled.
+///
+/// Every job runs its work function exactly once (when `deps` drops to zero) and signals its
+/// out-fence exactly once (`completed`); the jobs of a file run in order (`next`), so their
+/// fences signal in seqno order.
 #[pin_data]
 struct Job {
     spec: JobSpec,
@@ -472,7 +521,7 @@ impl Job {
         // anyway, and the pattern buffer is shared.
         let engine = data.pool.engine.lock();
         let Some(engine) = engine.as_ref() else {
-            return self.complete(Err(ENODEV));
+            return self.complete(Err(ECANCELED));
         };
         let maps = match Self::map(attachments) {
             Ok(maps) => maps,
@@ -482,7 +531,8 @@ impl Job {
             Ok(ops) => ops,
             Err(err) => return self.complete(Err(err)),
         };
-        if let Op::Fill(pattern) = self.spec.op {
+        // A fill that copies from the pattern buffer (the other DMA jobs wait for this one).
+        if let (Op::Fill(pattern), Some(DmaOp::Copy { .. })) = (self.spec.op, ops.first()) {
             let len = self.spec.size.min(PATTERN_SIZE);
             if let Err(err) = engine.pattern.fill_u64(0, len, pattern) {
                 return self.complete(Err(err));
@@ -497,9 +547,13 @@ impl Job {
             Ok(transfer) => transfer,
             Err(err) => return self.complete(Err(err)),
         };
-        for &(dst, src, len) in ops.iter() {
+        for op in ops.iter() {
+            let added = match *op {
+                DmaOp::Copy { dst, src, len } => transfer.memcpy(dst, src, len),
+                DmaOp::Set { dst, value, len } => transfer.memset(dst, value, len),
+            };
             // A failure is the transfer's result; the operations added before it still run.
-            if transfer.memcpy(dst, src, len).is_err() {
+            if added.is_err() {
                 break;
             }
         }
@@ -530,13 +584,34 @@ impl Job {
         Ok(DmaMaps { dst, src })
     }
 
-    /// The copies of the job for the channel: `(dst, src, len)` in DMA addresses of its device.
-    fn dma_ops(
-        &self,
-        engine: &DmaEngine,
-        maps: &DmaMaps,
-    ) -> Result<KVec<(DmaAddress, DmaAddress, usize)>> {
+    /// The operations of the job for the channel, in DMA addresses of its device: a copy is
+    /// copies, a fill is fills (memset) if the controller can fill and the pattern is one byte
+    /// repeated, else copies from the pattern buffer.
+    fn dma_ops(&self, engine: &DmaEngine, maps: &DmaMaps) -> Result<KVec<DmaOp>> {
         let dst = segments(maps.dst.sg_table(), self.spec.dst_offset, self.spec.size)?;
+        // Not below the 8-byte granule of jobs (no controller limits segments so much).
+        let max = engine.chan.max_segment_size().max(8);
+        if let Op::Fill(pattern) = self.spec.op {
+            let value = pattern.to_ne_bytes()[0];
+            if engine.chan.has_capability(Capability::Memset)
+                && pattern == u64::from_ne_bytes([value; 8])
+            {
+                let mut ops = KVec::new();
+                for &(addr, len) in dst.iter() {
+                    for off in (0..len).step_by(max) {
+                        ops.push(
+                            DmaOp::Set {
+                                dst: addr + off as DmaAddress,
+                                value,
+                                len: (len - off).min(max),
+                            },
+                            GFP_KERNEL,
+                        )?;
+                    }
+                }
+                return Ok(ops);
+            }
+        }
         let src = match (&maps.src, self.spec.op) {
             (Some(src), Op::Copy) => {
                 segments(src.sg_table(), self.spec.src_offset, self.spec.size)?
@@ -561,7 +636,7 @@ impl Job {
             }
             _ => return Err(EINVAL),
         };
-        pair_segments(&dst, &src, engine.chan.max_segment_size())
+        pair_segments(&dst, &src, max)
     }
 }
 
@@ -621,17 +696,17 @@ fn pair_segments(
     dst: &[(DmaAddress, usize)],
     src: &[(DmaAddress, usize)],
     max: usize,
-) -> Result<KVec<(DmaAddress, DmaAddress, usize)>> {
+) -> Result<KVec<DmaOp>> {
     let mut out = KVec::new();
     let (mut i, mut j, mut doff, mut soff) = (0, 0, 0, 0);
     while i < dst.len() && j < src.len() {
-        let n = (dst[i].1 - doff).min(src[j].1 - soff).min(max.max(8));
+        let n = (dst[i].1 - doff).min(src[j].1 - soff).min(max);
         out.push(
-            (
-                dst[i].0 + doff as DmaAddress,
-                src[j].0 + soff as DmaAddress,
-                n,
-            ),
+            DmaOp::Copy {
+                dst: dst[i].0 + doff as DmaAddress,
+                src: src[j].0 + soff as DmaAddress,
+                len: n,
+            },
             GFP_KERNEL,
         )?;
         doff += n;
@@ -941,14 +1016,10 @@ impl DmaPingPongFile {
         }
 
         // The engine, and the buffers attached to its device the way every importer does.
-        let chan: Option<(ARef<device::Device>, usize)> = pool
-            .engine
-            .lock()
-            .as_ref()
-            .map(|e| (e.chan.device().into(), e.chan.copy_align()));
-        let (engine, dma) = match chan {
+        let target = pool.dma_target.lock().clone();
+        let (engine, dma) = match target {
             None => (abi::DPP_ENGINE_CPU, None),
-            Some((_, align))
+            Some(DmaTarget { align, .. })
                 if (req.size | req.dst_offset | req.src_offset) % align as u64 != 0 =>
             {
                 return Err(invalid!(
@@ -956,7 +1027,7 @@ impl DmaPingPongFile {
                     "SUBMIT_JOB: size and offsets must be multiples of {align} (DMA engine)"
                 ))
             }
-            Some((dev, _)) => {
+            Some(DmaTarget { dev, .. }) => {
                 let attachments = DmaAttachments {
                     dst: dst_buf.attach(&dev)?,
                     src: match &src {
@@ -1133,8 +1204,12 @@ struct DmaPingPongDriver {
 
 impl DmaPingPongDriver {
     /// Stops the DMA engine: terminates its transfers (their jobs fail with `-ECANCELED`) and
-    /// releases the channel, before the DMA controller goes away.
+    /// releases the channel, before the DMA controller goes away. Jobs submitted from now on run
+    /// on the CPU worker; those submitted for the DMA engine that had not started fail with
+    /// `-ECANCELED` too.
     fn release_engine(&self, dev: &device::Device<Core>) {
+        self.pool.dma_target.lock().take();
+        // Waits for the job that runs, if any.
         if self.pool.engine.lock().take().is_some() {
             dev_info!(dev, "DMA channel released\n");
         }
@@ -1161,6 +1236,7 @@ impl platform::Driver for DmaPingPongDriver {
             )
         })?;
         let engine = DmaEngine::request(dev)?;
+        let dma_target = engine.as_ref().map(DmaTarget::new);
         let (capacity, name) = match &engine {
             Some(engine) => (
                 region.size().saturating_sub(PATTERN_SIZE as u64),
@@ -1192,6 +1268,7 @@ impl platform::Driver for DmaPingPongDriver {
                 fences_pending: AtomicU64::new(0),
                 rejected: AtomicU32::new(0),
                 engine <- new_mutex!(engine),
+                dma_target <- new_mutex!(dma_target),
                 submit_lock <- new_mutex!(()),
                 stats: pool_stats,
             }),

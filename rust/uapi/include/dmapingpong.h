@@ -149,7 +149,7 @@ struct dpp_fence_wait {
  * @src_offset: in: offset into the source, a multiple of 8; 0 for a fill
  * @size: in: bytes to fill or copy, a non-zero multiple of 8 (with
  *        DPP_ENGINE_DMA, offsets and size also multiples of the controller's
- *        copy alignment)
+ *        copy and fill alignments)
  * @pattern: in: the fill pattern; 0 for a copy
  * @in_fence_fds: in: sync_file fds the job waits for; -1 for an unused slot
  * @out_fence_fd: out: a sync_file fd (O_CLOEXEC) of the job's out-fence

@@ -194,7 +194,8 @@ pub struct DppJob {
     pub src_offset: u64,
     /// In: bytes to fill or copy, a non-zero multiple of 8 within the buffers.
     /// With [`DPP_ENGINE_DMA`], offsets and size must also be multiples of the
-    /// controller's copy alignment (1 byte on ZynqMP and BCM2835 DMA).
+    /// controller's copy alignment and, if it can fill, fill alignment (1 byte
+    /// on ZynqMP and BCM2835 DMA, which copy only).
     pub size: u64,
     /// In: the fill pattern; `0` for a copy.
     pub pattern: u64,
