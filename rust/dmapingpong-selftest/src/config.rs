@@ -41,6 +41,9 @@ pub struct JobsConfig {
     pub rounds: u64,
     /// The driver's debugfs directory (engine counters, fault injection).
     pub debugfs: PathBuf,
+    /// Whether to run the `engine_unbind` test (the exporter is unbound and
+    /// bound again through sysfs).
+    pub unbind_check: bool,
 }
 
 impl Default for JobsConfig {
@@ -48,6 +51,7 @@ impl Default for JobsConfig {
         JobsConfig {
             rounds: 16,
             debugfs: PathBuf::from(dmapingpong::stats::DEBUGFS_DIR),
+            unbind_check: true,
         }
     }
 }
@@ -240,6 +244,13 @@ mod tests {
                 unload_check: false
             }
         );
+    }
+
+    #[test]
+    fn jobs_table() {
+        let c = parse("[jobs]\nrounds = 2\nunbind_check = false\n").unwrap();
+        assert_eq!((c.jobs.rounds, c.jobs.unbind_check), (2, false));
+        assert!(Config::default().jobs.unbind_check);
     }
 
     #[test]

@@ -22,15 +22,30 @@ fn timeout(cfg: &Config) -> Duration {
 /// A short wait that must expire on a pending fence.
 const SHORT: Duration = Duration::from_millis(20);
 
+/// The driver's directory on the platform bus: its devices, `bind`, `unbind`.
+const DRIVER_SYSFS: &str = "/sys/bus/platform/drivers/dmapingpong";
+
 /// The engine the device tree asks for: DMA if the exporter's node has a
 /// `dmas` property (the driver then never falls back to the CPU), else
 /// whatever the driver found.
 fn expected_engine() -> Option<Engine> {
-    let nodes = std::fs::read_dir("/sys/bus/platform/drivers/dmapingpong").ok()?;
+    let nodes = std::fs::read_dir(DRIVER_SYSFS).ok()?;
     let has_dmas = nodes
         .flatten()
         .any(|e| e.path().join("of_node/dmas").exists());
     has_dmas.then_some(Engine::Dma)
+}
+
+/// The names of the devices bound to the driver.
+fn bound_devices() -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(DRIVER_SYSFS).context(DRIVER_SYSFS)? {
+        let entry = entry?;
+        if entry.path().join("of_node").exists() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
 }
 
 fn fill<'a>(
@@ -362,5 +377,100 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     for (what, arg) in cases {
         expect_errno(raw(arg), Errno::INVAL, &format!("SUBMIT_JOB with {what}"))?;
     }
+    Ok(())
+}
+
+/// The exporter unbound through sysfs while a file is open and a job waits
+/// for its in-fence: unbinding does not wait for that job; the job still
+/// signals when its in-fence does, with ECANCELED if it was a DMA job (the
+/// channel was released at unbind) and done if the CPU worker had it; jobs
+/// submitted on the open file afterwards run on the CPU worker; the device
+/// binds again with the engine it had.
+pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let names = bound_devices()?;
+    let [name] = names.as_slice() else {
+        bail!("expected one device bound to the driver, found {names:?}");
+    };
+    let before = stats(cfg)?;
+    let dev = Device::open(&cfg.device)?;
+    let a = dev.alloc(cfg.buffer_size)?;
+    let head = dev.create_fence(None)?;
+    let waiting = dev.submit_job(&fill(&a, 2, &[head.as_fd()]))?;
+
+    let start = Instant::now();
+    std::fs::write(format!("{DRIVER_SYSFS}/unbind"), name)
+        .with_context(|| format!("unbind {name}"))?;
+    let unbind_ms = start.elapsed().as_millis();
+    ensure!(
+        waiting.fence.sync_file().wait(SHORT)? == FenceStatus::Pending,
+        "the job waiting for its in-fence signalled at unbind"
+    );
+    dev.signal(&head, None)?;
+    let status = waiting.fence.sync_file().wait(timeout(cfg))?;
+    match (waiting.engine, status) {
+        (Engine::Dma, FenceStatus::Error(e)) if e == Errno::CANCELED => {
+            verify(&a, "destination of the cancelled DMA job", |_| 0)?
+        }
+        (Engine::Cpu, FenceStatus::Signalled) => {
+            verify(&a, "destination of the CPU job after unbind", |_| 2)?
+        }
+        (engine, status) => bail!(
+            "a {engine} job waiting at unbind ended {status:?}, expected {}",
+            if engine == Engine::Dma {
+                "ECANCELED"
+            } else {
+                "done"
+            }
+        ),
+    }
+    let later = dev.submit_job(&fill(&a, 4, &[]))?;
+    ensure!(
+        later.engine == Engine::Cpu,
+        "a job submitted after unbind runs on {}",
+        later.engine
+    );
+    wait_ok(cfg, &later, "fill submitted after unbind")?;
+    verify(&a, "fill submitted after unbind", |_| 4)?;
+    // The old binding's objects go before the device binds again.
+    drop((waiting, later, head, a, dev));
+
+    std::fs::write(format!("{DRIVER_SYSFS}/bind"), name).with_context(|| format!("bind {name}"))?;
+    let start = Instant::now();
+    let rebound = loop {
+        if let Ok(stats) = EngineStats::read(&cfg.jobs.debugfs) {
+            if cfg.device.exists() {
+                break stats;
+            }
+        }
+        ensure!(
+            start.elapsed() < timeout(cfg),
+            "{} not back within {} ms of bind",
+            cfg.device.display(),
+            cfg.timeout_ms
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    ensure!(
+        rebound.kind() == before.kind(),
+        "bound again with engine {}, had {}",
+        rebound.engine,
+        before.engine
+    );
+    let dev = Device::open(&cfg.device)?;
+    let b = dev.alloc(cfg.buffer_size)?;
+    let job = dev.submit_job(&fill(&b, 6, &[]))?;
+    ensure!(
+        job.engine == before.kind(),
+        "a job after bind runs on {}, expected {}",
+        job.engine,
+        before.kind()
+    );
+    wait_ok(cfg, &job, "fill after bind")?;
+    verify(&b, "fill after bind", |_| 6)?;
+    diags.push(format!(
+        "unbind with a {} job waiting: {unbind_ms} ms; bound again: {}",
+        before.kind(),
+        rebound.engine
+    ));
     Ok(())
 }

@@ -53,6 +53,9 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
     tests.push(test("device_fill_copy", crate::jobs::device_fill_copy));
     tests.push(test("job_chain", crate::jobs::job_chain));
     tests.push(test("job_errors", crate::jobs::job_errors));
+    if cfg.jobs.unbind_check {
+        tests.push(test("engine_unbind", crate::jobs::engine_unbind));
+    }
     tests.push(test("fence_semantics", fence_semantics));
     tests.push(test("lifetimes_close_order", lifetimes_close_order));
     tests.push(test("peer_exits_unsignalled", peer_exits_unsignalled));
