@@ -385,7 +385,8 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 /// signals when its in-fence does, with ECANCELED if it was a DMA job (the
 /// channel was released at unbind) and done if the CPU worker had it; jobs
 /// submitted on the open file afterwards run on the CPU worker; the device
-/// binds again with the engine it had.
+/// binds again with the engine it had (also when a check failed, so that
+/// the tests after this one have their device).
 pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let names = bound_devices()?;
     let [name] = names.as_slice() else {
@@ -401,55 +402,44 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     std::fs::write(format!("{DRIVER_SYSFS}/unbind"), name)
         .with_context(|| format!("unbind {name}"))?;
     let unbind_ms = start.elapsed().as_millis();
-    ensure!(
-        waiting.fence.sync_file().wait(SHORT)? == FenceStatus::Pending,
-        "the job waiting for its in-fence signalled at unbind"
-    );
-    dev.signal(&head, None)?;
-    let status = waiting.fence.sync_file().wait(timeout(cfg))?;
-    match (waiting.engine, status) {
-        (Engine::Dma, FenceStatus::Error(e)) if e == Errno::CANCELED => {
-            verify(&a, "destination of the cancelled DMA job", |_| 0)?
-        }
-        (Engine::Cpu, FenceStatus::Signalled) => {
-            verify(&a, "destination of the CPU job after unbind", |_| 2)?
-        }
-        (engine, status) => bail!(
-            "a {engine} job waiting at unbind ended {status:?}, expected {}",
-            if engine == Engine::Dma {
-                "ECANCELED"
-            } else {
-                "done"
-            }
-        ),
-    }
-    let later = dev.submit_job(&fill(&a, 4, &[]))?;
-    ensure!(
-        later.engine == Engine::Cpu,
-        "a job submitted after unbind runs on {}",
-        later.engine
-    );
-    wait_ok(cfg, &later, "fill submitted after unbind")?;
-    verify(&a, "fill submitted after unbind", |_| 4)?;
-    // The old binding's objects go before the device binds again.
-    drop((waiting, later, head, a, dev));
-
-    std::fs::write(format!("{DRIVER_SYSFS}/bind"), name).with_context(|| format!("bind {name}"))?;
-    let start = Instant::now();
-    let rebound = loop {
-        if let Ok(stats) = EngineStats::read(&cfg.jobs.debugfs) {
-            if cfg.device.exists() {
-                break stats;
-            }
-        }
+    // The old binding's objects are dropped at the end of the checks, before
+    // the device binds again.
+    let unbound = move || -> anyhow::Result<()> {
         ensure!(
-            start.elapsed() < timeout(cfg),
-            "{} not back within {} ms of bind",
-            cfg.device.display(),
-            cfg.timeout_ms
+            waiting.fence.sync_file().wait(SHORT)? == FenceStatus::Pending,
+            "the job waiting for its in-fence signalled at unbind"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        dev.signal(&head, None)?;
+        let status = waiting.fence.sync_file().wait(timeout(cfg))?;
+        match (waiting.engine, status) {
+            (Engine::Dma, FenceStatus::Error(e)) if e == Errno::CANCELED => {
+                verify(&a, "destination of the cancelled DMA job", |_| 0)?
+            }
+            (Engine::Cpu, FenceStatus::Signalled) => {
+                verify(&a, "destination of the CPU job after unbind", |_| 2)?
+            }
+            (engine, status) => bail!(
+                "a {engine} job waiting at unbind ended {status:?}, expected {}",
+                if engine == Engine::Dma {
+                    "ECANCELED"
+                } else {
+                    "done"
+                }
+            ),
+        }
+        let later = dev.submit_job(&fill(&a, 4, &[]))?;
+        ensure!(
+            later.engine == Engine::Cpu,
+            "a job submitted after unbind runs on {}",
+            later.engine
+        );
+        wait_ok(cfg, &later, "fill submitted after unbind")?;
+        verify(&a, "fill submitted after unbind", |_| 4)
     };
+    let checked = unbound();
+    let rebound = bind(cfg, name);
+    checked?;
+    let rebound = rebound?;
     ensure!(
         rebound.kind() == before.kind(),
         "bound again with engine {}, had {}",
@@ -473,4 +463,25 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         rebound.engine
     ));
     Ok(())
+}
+
+/// Binds the device `name` to the driver and waits for its device node and
+/// engine counters; returns the counters.
+fn bind(cfg: &Config, name: &str) -> anyhow::Result<EngineStats> {
+    std::fs::write(format!("{DRIVER_SYSFS}/bind"), name).with_context(|| format!("bind {name}"))?;
+    let start = Instant::now();
+    loop {
+        if let Ok(stats) = EngineStats::read(&cfg.jobs.debugfs) {
+            if cfg.device.exists() {
+                return Ok(stats);
+            }
+        }
+        ensure!(
+            start.elapsed() < timeout(cfg),
+            "{} not back within {} ms of bind",
+            cfg.device.display(),
+            cfg.timeout_ms
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
