@@ -82,10 +82,34 @@ macro_rules! invalid {
     }};
 }
 
+/// Whether a [`Pool`] exists. A pool lives until its last buffer, file and job are gone, which
+/// may be long after its device was unbound; the reserved-memory region stays assigned to the
+/// device until then. Binding the device again meanwhile would assign the region a second time,
+/// and releasing the old pool's assignment (`of_reserved_mem_device_release()` releases every
+/// assignment of the device) would take the CMA area away from the new binding. So probe refuses
+/// with `EBUSY` while the old pool exists. One flag suffices: there is one exporter per system
+/// (the misc device and the debugfs directory have fixed names).
+static POOL_EXISTS: AtomicBool = AtomicBool::new(false);
+
+/// The claim on [`POOL_EXISTS`] of one pool, or of a probe that has not made its pool yet.
+struct PoolClaim;
+
+impl PoolClaim {
+    fn new() -> Option<Self> {
+        (!POOL_EXISTS.swap(true, Ordering::AcqRel)).then_some(PoolClaim)
+    }
+}
+
+impl Drop for PoolClaim {
+    fn drop(&mut self) {
+        POOL_EXISTS.store(false, Ordering::Release);
+    }
+}
+
 /// The state of one bound device: its reserved-memory pool and accounting.
 ///
-/// Shared by the driver instance, every open file and every buffer, so that it outlives all of
-/// them; the pool is released when the last one is gone.
+/// Shared by the driver instance, every open file, every buffer and every job that has not run,
+/// so that it outlives all of them; the pool is released when the last one is gone.
 #[pin_data]
 struct Pool {
     lease: Arc<BoundDevice>,
@@ -109,6 +133,8 @@ struct Pool {
     #[pin]
     submit_lock: Mutex<()>,
     stats: Arc<Stats>,
+    /// Last: released after the region and the engine.
+    _claim: PoolClaim,
 }
 
 impl Pool {
@@ -1229,6 +1255,13 @@ impl platform::Driver for DmaPingPongDriver {
 
     fn probe(pdev: &platform::Device<Core>, _info: Option<&()>) -> Result<Pin<KBox<Self>>> {
         let dev: &device::Device<Core> = pdev.as_ref();
+        let claim = PoolClaim::new().ok_or_else(|| {
+            dev_err!(
+                dev,
+                "buffers, files or jobs of the previous binding still exist: bind again once they are closed\n"
+            );
+            EBUSY
+        })?;
         let region = of::ReservedMemory::assign(dev).inspect_err(|err| {
             dev_err!(
                 dev,
@@ -1271,6 +1304,7 @@ impl platform::Driver for DmaPingPongDriver {
                 dma_target <- new_mutex!(dma_target),
                 submit_lock <- new_mutex!(()),
                 stats: pool_stats,
+                _claim: claim,
             }),
             GFP_KERNEL,
         )?;

@@ -384,9 +384,11 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 /// for its in-fence: unbinding does not wait for that job; the job still
 /// signals when its in-fence does, with ECANCELED if it was a DMA job (the
 /// channel was released at unbind) and done if the CPU worker had it; jobs
-/// submitted on the open file afterwards run on the CPU worker; the device
-/// binds again with the engine it had (also when a check failed, so that
-/// the tests after this one have their device).
+/// submitted on the open file afterwards run on the CPU worker; binding
+/// again fails with EBUSY while a buffer of the old binding is open, and
+/// works once it is closed, with the engine the device had (the device is
+/// bound again also when a check failed, so that the tests after this one
+/// have their device).
 pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let names = bound_devices()?;
     let [name] = names.as_slice() else {
@@ -402,9 +404,9 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     std::fs::write(format!("{DRIVER_SYSFS}/unbind"), name)
         .with_context(|| format!("unbind {name}"))?;
     let unbind_ms = start.elapsed().as_millis();
-    // The old binding's objects are dropped at the end of the checks, before
-    // the device binds again.
-    let unbound = move || -> anyhow::Result<()> {
+    // The old binding's objects are dropped at the end of the checks but the
+    // buffer, which they return.
+    let unbound = move || -> anyhow::Result<DmaBuf> {
         ensure!(
             waiting.fence.sync_file().wait(SHORT)? == FenceStatus::Pending,
             "the job waiting for its in-fence signalled at unbind"
@@ -434,12 +436,28 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             later.engine
         );
         wait_ok(cfg, &later, "fill submitted after unbind")?;
-        verify(&a, "fill submitted after unbind", |_| 4)
+        verify(&a, "fill submitted after unbind", |_| 4)?;
+        Ok(a)
     };
-    let checked = unbound();
-    let rebound = bind(cfg, name);
-    checked?;
-    let rebound = rebound?;
+    let early_bind = match unbound() {
+        Ok(a) => {
+            let refused = std::fs::write(format!("{DRIVER_SYSFS}/bind"), name);
+            drop(a);
+            refused
+        }
+        Err(e) => {
+            bind(cfg, name)?;
+            return Err(e);
+        }
+    };
+    let rebound = match early_bind {
+        Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => bind(cfg, name)?,
+        Err(e) => {
+            bind(cfg, name)?;
+            bail!("bind with a buffer of the old binding open: {e}, expected EBUSY");
+        }
+        Ok(()) => bail!("bind succeeded while a buffer of the old binding was open"),
+    };
     ensure!(
         rebound.kind() == before.kind(),
         "bound again with engine {}, had {}",
@@ -465,11 +483,24 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the device `name` to the driver and waits for its device node and
-/// engine counters; returns the counters.
+/// Binds the device `name` to the driver, retrying while the driver refuses
+/// with EBUSY (objects of the old binding are still being released: a job's
+/// work may drop its buffers just after its fence signalled), and waits for
+/// its device node and engine counters; returns the counters.
 fn bind(cfg: &Config, name: &str) -> anyhow::Result<EngineStats> {
-    std::fs::write(format!("{DRIVER_SYSFS}/bind"), name).with_context(|| format!("bind {name}"))?;
     let start = Instant::now();
+    loop {
+        match std::fs::write(format!("{DRIVER_SYSFS}/bind"), name) {
+            Ok(()) => break,
+            Err(e)
+                if e.raw_os_error() == Some(Errno::BUSY.raw_os_error())
+                    && start.elapsed() < timeout(cfg) =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e).with_context(|| format!("bind {name}")),
+        }
+    }
     loop {
         if let Ok(stats) = EngineStats::read(&cfg.jobs.debugfs) {
             if cfg.device.exists() {
