@@ -383,8 +383,9 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 /// The exporter unbound through sysfs while a file is open and a job waits
 /// for its in-fence: unbinding does not wait for that job; the job still
 /// signals when its in-fence does, with ECANCELED if it was a DMA job (the
-/// channel was released at unbind) and done if the CPU worker had it; jobs
-/// submitted on the open file afterwards run on the CPU worker; binding
+/// channel was released at unbind) and done if the CPU worker had it; ALLOC
+/// on the open file fails with ENODEV, jobs submitted on it afterwards run on
+/// the CPU worker; binding
 /// again fails with EBUSY while a buffer of the old binding is open, and
 /// works once it is closed, with the engine the device had (the device is
 /// bound again also when a check failed, so that the tests after this one
@@ -429,6 +430,11 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
                 }
             ),
         }
+        expect_errno(
+            dev.alloc(cfg.buffer_size).map(|_| ()),
+            Errno::NODEV,
+            "ALLOC on a file opened before unbind",
+        )?;
         let later = dev.submit_job(&fill(&a, 4, &[]))?;
         ensure!(
             later.engine == Engine::Cpu,
