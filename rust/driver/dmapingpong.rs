@@ -11,7 +11,9 @@
 //! Lifetimes: a buffer lives until its last fd, mapping and attachment are gone; every buffer
 //! and every fence holds a reference to this module, so it cannot be unloaded while one exists.
 //! Each open file is a fence context; when it is released, the fences it left pending are
-//! signalled with `-ECANCELED`, so that nobody waits for a dead producer.
+//! signalled with `-ECANCELED`, so that nobody waits for a dead producer. Unbinding removes the
+//! device node and releases the DMA channel; the files, buffers and jobs still open keep the pool,
+//! and until they are gone the device cannot be bound again (`-EBUSY`).
 //!
 //! Device jobs (`DPP_IOCTL_SUBMIT_JOB`): fills and copies on buffers, run by a channel of the
 //! SoC's DMA controller when the node names one in `dmas`/`dma-names = "memcpy"` (or any
