@@ -29,10 +29,12 @@ const DRIVER_SYSFS: &str = "/sys/bus/platform/drivers/dmapingpong";
 /// `dmas` property (the driver then never falls back to the CPU), else
 /// whatever the driver found.
 fn expected_engine() -> Option<Engine> {
-    let nodes = std::fs::read_dir(DRIVER_SYSFS).ok()?;
-    let has_dmas = nodes
-        .flatten()
-        .any(|e| e.path().join("of_node/dmas").exists());
+    let has_dmas = bound_devices().ok()?.iter().any(|name| {
+        std::path::Path::new(DRIVER_SYSFS)
+            .join(name)
+            .join("of_node/dmas")
+            .exists()
+    });
     has_dmas.then_some(Engine::Dma)
 }
 
@@ -385,11 +387,10 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 /// signals when its in-fence does, with ECANCELED if it was a DMA job (the
 /// channel was released at unbind) and done if the CPU worker had it; ALLOC
 /// on the open file fails with ENODEV, jobs submitted on it afterwards run on
-/// the CPU worker; binding
-/// again fails with EBUSY while a buffer of the old binding is open, and
-/// works once it is closed, with the engine the device had (the device is
-/// bound again also when a check failed, so that the tests after this one
-/// have their device).
+/// the CPU worker; binding again fails with EBUSY while a buffer of the old
+/// binding is open, and works once it is closed, with the engine the device
+/// had (the device is bound again also when a check failed, so that the tests
+/// after this one have their device).
 pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let names = bound_devices()?;
     let [name] = names.as_slice() else {
