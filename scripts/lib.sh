@@ -8,7 +8,7 @@
 set -euo pipefail
 
 DPP_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DPP_CACHE=${DMAPINGPONG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmapingpong}
+DPP_CACHE=${DMAPINGPONG_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/dmapingpong}
 DPP_JOBS=${DPP_JOBS:-$(nproc)}
 
 # Pinned kernel source (issue: Linux 6.18 LTS from Debian's archive).
@@ -16,16 +16,16 @@ DPP_KVER=6.18.15
 DPP_KTARBALL=linux_${DPP_KVER}.orig.tar.xz
 DPP_KSHA256=fdf4c4d487c95b17a41cb38003faef86669e532a44fe702eb31a3390b6a60cca
 
-# Paths as seen inside the build root (see dpp_in_buildroot).
-DPP_BR_SRC=/src
-DPP_BR_CACHE=/cache
+# Paths as seen inside the build chroot (see dpp_in_chroot).
+DPP_CH_SRC=/src
+DPP_CH_CACHE=/cache
 
 dpp_log() { printf '[dmapingpong] %s\n' "$*" >&2; }
 dpp_die() { printf '[dmapingpong] error: %s\n' "$*" >&2; exit 1; }
 
 dpp_require_root() {
 	[ "$(id -u)" = 0 ] && return 0
-	command -v sudo >/dev/null || dpp_die "the build root needs root (mmdebstrap + chroot); run as root"
+	command -v sudo >/dev/null || dpp_die "the build chroot needs root (mmdebstrap + chroot); run as root"
 	exec sudo -E "$0" "$@"
 }
 
@@ -95,7 +95,7 @@ dpp_driver_key() {
 # machine boots the same kernel (virt.cfg + versal.cfg): the same fragments,
 # so the same hash and build directory, built once. rpi4 (merged onto the
 # arm64 defconfig) is only configured, by scripts/test. One path per line,
-# below TOP (the checkout, or $DPP_BR_SRC inside the build root); fails for
+# below TOP (the checkout, or $DPP_CH_SRC inside the build chroot); fails for
 # an unknown machine.
 dpp_kernel_fragments() { # top machine debug
 	local top=$1 name names
@@ -122,17 +122,17 @@ dpp_config_check() { # .config fragment...
 	return "$missing"
 }
 
-dpp_buildroot_dir() {
-	echo "$DPP_CACHE/buildroot-$(dpp_hash "$DPP_TOP/configs/buildroot-packages.txt" "$DPP_TOP/scripts/buildroot")"
+dpp_chroot_dir() {
+	echo "$DPP_CACHE/chroot-$(dpp_hash "$DPP_TOP/configs/build-chroot-packages.txt" "$DPP_TOP/scripts/build-chroot")"
 }
 
-# Run a command inside the build root, in a private mount namespace so that
+# Run a command inside the build chroot, in a private mount namespace so that
 # concurrent runs do not see each other's mounts and nothing is left mounted.
-# The checkout is at $DPP_BR_SRC and the cache at $DPP_BR_CACHE inside.
-dpp_in_buildroot() {
+# The checkout is at $DPP_CH_SRC and the cache at $DPP_CH_CACHE inside.
+dpp_in_chroot() {
 	local br
-	br=$(dpp_buildroot_dir)
-	[ -d "$br" ] || dpp_die "no build root at $br (run scripts/buildroot)"
+	br=$(dpp_chroot_dir)
+	[ -d "$br" ] || dpp_die "no build chroot at $br (run scripts/build-chroot)"
 	mkdir -p "$DPP_CACHE"
 	cp -L /etc/resolv.conf "$br/etc/resolv.conf" 2>/dev/null || true
 	# Trust what this machine trusts (a site proxy's CA, say) for HTTPS from inside.
@@ -154,5 +154,56 @@ dpp_in_buildroot() {
 			CARGO_HTTP_CAINFO=/etc/ssl/certs/host-ca-certificates.crt \
 			CARGO_HOME="$cdir/cargo-home" CARGO_TARGET_DIR="$cdir/cargo-target" CI="${CI:-}" RUST_LOG="${RUST_LOG:-}" \
 			"$@"
-	' dpp "$br" "$DPP_TOP" "$DPP_CACHE" "$DPP_BR_SRC" "$DPP_BR_CACHE" "$@"
+	' dpp "$br" "$DPP_TOP" "$DPP_CACHE" "$DPP_CH_SRC" "$DPP_CH_CACHE" "$@"
+}
+
+# The git tree id of a directory's contents, as "git add -f -A && git
+# write-tree" gives it (a .git inside is not part of it): the same whether
+# the directory is a clone of a commit or "git archive" of that commit.
+dpp_tree_id() { # dir
+	local g rc=0
+	g=$(mktemp -d)
+	git --git-dir="$g" init -q &&
+		git --git-dir="$g" --work-tree="$1" add -f -A &&
+		git --git-dir="$g" write-tree || rc=$?
+	rm -rf "$g"
+	return "$rc"
+}
+
+# A pinned upstream tree, verified by its git tree id before use, and kept
+# in $DPP_CACHE/upstream/NAME-<tree12> (keyed by the id). Taken from the
+# download cache ($DPP_CACHE/downloads/TARBALL: "git archive" of the pinned
+# commit with one top directory, as ../shared/downloads holds them for CI),
+# else cloned (git clone --depth 1 --branch REF URL). Prints the directory.
+# Returns 2 when neither source can be had (no tarball, no network); dies
+# when a source holds another tree.
+dpp_upstream_tree() { # name tree tarball url ref
+	local name=$1 tree=$2 tarball=$DPP_CACHE/downloads/$3 url=$4 ref=$5 dir tmp got
+	dir=$DPP_CACHE/upstream/$name-${tree:0:12}
+	if [ "$(cat "$dir/.dpp-tree-id" 2>/dev/null)" = "$tree" ]; then
+		echo "$dir"
+		return 0
+	fi
+	tmp=$dir.tmp
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	if [ -f "$tarball" ]; then
+		dpp_log "$name: unpacking $tarball"
+		tar -xJf "$tarball" -C "$tmp" --strip-components=1 || dpp_die "$name: cannot unpack $tarball"
+	elif GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 --branch "$ref" "$url" "$tmp" 2>/dev/null; then
+		dpp_log "$name: cloned $ref of $url"
+		rm -rf "$tmp/.git"
+	else
+		rm -rf "$tmp"
+		dpp_log "$name: no $tarball, and $url cannot be cloned"
+		return 2
+	fi
+	got=$(dpp_tree_id "$tmp") || dpp_die "$name: cannot compute the tree id of $tmp"
+	if [ "$got" != "$tree" ]; then
+		rm -rf "$tmp"
+		dpp_die "$name: the source has tree $got, not the pinned $tree (removed)"
+	fi
+	echo "$tree" >"$tmp/.dpp-tree-id"
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+	echo "$dir"
 }

@@ -10,6 +10,8 @@
                                          the kas package)
   dmapingpong-layer.py check             the consistency checks; prints every
                                          check, exits 1 on any finding
+  dmapingpong-layer.py check-br2-external the same "no copies" check for the
+                                         Buildroot tree br2-external/
 
 The checks: the -crates.inc matches rust/Cargo.lock; every file:// of the
 layer's recipes, appends and includes resolves (with FILESEXTRAPATHS, the
@@ -279,6 +281,40 @@ class Checks:
                         self.fail("%s: md5 of %s is %s, not %s" % (rel(path), parts[0], m.hexdigest(), params.get("md5")))
 
 
+def br2_external_copies():
+    """br2-external/ refers to the repository's sources by path
+    ($(BR2_EXTERNAL_DMAPINGPONG_PATH)/..) and holds no copy of them: no file
+    identical to, or named like, a tracked file outside it, and no sources of
+    the kinds that live once in the repository (patches, fragments, device
+    trees, Rust). Returns the number of findings."""
+    br2 = os.path.join(TOP, "br2-external")
+    tracked = subprocess.run(["git", "-C", TOP, "ls-files", "-z"], capture_output=True, check=True).stdout
+    outside, names = {}, set()
+    for f in tracked.decode().split("\0"):
+        if f and not f.startswith("br2-external/") and os.path.isfile(os.path.join(TOP, f)):
+            outside.setdefault(sha256(os.path.join(TOP, f)), []).append(f)
+            if not f.startswith("meta-dmapingpong/"):
+                names.add(os.path.basename(f))
+    findings = 0
+    count = 0
+    for root, _, files in os.walk(br2):
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            count += 1
+            problems = []
+            if os.path.getsize(p) and sha256(p) in outside:
+                problems.append("a copy of %s" % ", ".join(outside[sha256(p)]))
+            if name in names:
+                problems.append("named like a file of the repository")
+            if name.endswith((".patch", ".diff", ".cfg", ".dts", ".dtsi", ".dtso", ".rs", ".lock", ".toml", ".init", ".service")):
+                problems.append("sources of this kind live once in the repository, outside br2-external/")
+            for prob in problems:
+                print("  FINDING: %s: %s" % (rel(p), prob))
+                findings += 1
+    print("%s br2-external/ holds no copies of the repository's sources (%d files)" % ("FAIL" if findings else "ok  ", count))
+    return findings
+
+
 def unpacked(path):
     """What do_unpack puts in UNPACKDIR for the file:// of a recipe: name -> source."""
     out = {}
@@ -390,6 +426,8 @@ def main(argv):
         return 0
     if argv == ["kas"]:
         return check_kas()
+    if argv == ["check-br2-external"]:
+        return 1 if br2_external_copies() else 0
     if argv == ["check"]:
         c = Checks()
         c.check("dmapingpong-crates.inc matches rust/Cargo.lock (%d crates)" % crates_inc().count("crate://"), c.crates)
