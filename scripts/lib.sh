@@ -19,6 +19,9 @@ DPP_KSHA256=fdf4c4d487c95b17a41cb38003faef86669e532a44fe702eb31a3390b6a60cca
 # Paths as seen inside the build chroot (see dpp_in_chroot).
 DPP_CH_SRC=/src
 DPP_CH_CACHE=/cache
+# The build chroot's unprivileged user (scripts/build-chroot), for bitbake.
+DPP_CH_USER=builder
+DPP_CH_UID=1000
 
 dpp_log() { printf '[dmapingpong] %s\n' "$*" >&2; }
 dpp_die() { printf '[dmapingpong] error: %s\n' "$*" >&2; exit 1; }
@@ -110,15 +113,16 @@ dpp_kernel_fragments() { # top machine debug
 	done
 }
 
-# Whether every option of the fragments is in the .config (after
-# olddefconfig, which drops an unknown symbol or one with unmet dependencies).
+# Whether every option of the fragments, and every "# CONFIG_X is not set"
+# line, is in the .config (after olddefconfig, which drops an unknown symbol
+# or one with unmet dependencies).
 dpp_config_check() { # .config fragment...
 	local config=$1 line missing=0
 	shift
 	while read -r line; do
 		case $line in CONFIG_*=n) line="# ${line%=n} is not set" ;; esac
 		grep -qxF "$line" "$config" || { dpp_log "config: '$line' did not survive olddefconfig"; missing=1; }
-	done < <(cat "$@" | sed -e 's/#.*//' -e '/^[[:space:]]*$/d')
+	done < <(cat "$@" | sed -E -e '/^# CONFIG_[A-Za-z0-9_]+ is not set$/b' -e 's/#.*//' -e '/^[[:space:]]*$/d')
 	return "$missing"
 }
 
@@ -174,11 +178,11 @@ dpp_tree_id() { # dir
 # in $DPP_CACHE/upstream/NAME-<tree12> (keyed by the id). Taken from the
 # download cache ($DPP_CACHE/downloads/TARBALL: "git archive" of the pinned
 # commit with one top directory, as ../shared/downloads holds them for CI),
-# else cloned (git clone --depth 1 --branch REF URL). Prints the directory.
-# Returns 2 when neither source can be had (no tarball, no network); dies
-# when a source holds another tree.
-dpp_upstream_tree() { # name tree tarball url ref
-	local name=$1 tree=$2 tarball=$DPP_CACHE/downloads/$3 url=$4 ref=$5 dir tmp got
+# else cloned (git clone --depth 1 --branch REF URL; with COMMIT, that commit
+# of branch REF). Prints the directory. Returns 2 when neither source can be
+# had (no tarball, no network); dies when a source holds another tree.
+dpp_upstream_tree() { # name tree tarball url ref [commit]
+	local name=$1 tree=$2 tarball=$DPP_CACHE/downloads/$3 url=$4 ref=$5 commit=${6:-} dir tmp got
 	dir=$DPP_CACHE/upstream/$name-${tree:0:12}
 	if [ "$(cat "$dir/.dpp-tree-id" 2>/dev/null)" = "$tree" ]; then
 		echo "$dir"
@@ -189,8 +193,13 @@ dpp_upstream_tree() { # name tree tarball url ref
 	if [ -f "$tarball" ]; then
 		dpp_log "$name: unpacking $tarball"
 		tar -xJf "$tarball" -C "$tmp" --strip-components=1 || dpp_die "$name: cannot unpack $tarball"
-	elif GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 --branch "$ref" "$url" "$tmp" 2>/dev/null; then
+	elif [ -z "$commit" ] && GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 --branch "$ref" "$url" "$tmp" 2>/dev/null; then
 		dpp_log "$name: cloned $ref of $url"
+		rm -rf "$tmp/.git"
+	elif [ -n "$commit" ] && { git -C "$tmp" init -q && GIT_TERMINAL_PROMPT=0 git -C "$tmp" fetch -q --depth 1 "$url" "$commit" ||
+		{ rm -rf "$tmp" && GIT_TERMINAL_PROMPT=0 git clone -q --single-branch --branch "$ref" "$url" "$tmp"; }; } 2>/dev/null &&
+		git -C "$tmp" -c advice.detachedHead=false checkout -q "$commit" 2>/dev/null; then
+		dpp_log "$name: cloned $commit ($ref) of $url"
 		rm -rf "$tmp/.git"
 	else
 		rm -rf "$tmp"
@@ -206,4 +215,25 @@ dpp_upstream_tree() { # name tree tarball url ref
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
 	echo "$dir"
+}
+
+# The Python tools of the layer checks (kas, oelint-adv) in a venv under the
+# cache, keyed by their pins; made on first use. Prints its directory.
+DPP_LAYER_PINS=(kas==5.5 oelint-adv==9.11.2 oelint-parser==8.13.2 oelint-data==1.5.26 jsonschema==4.26.0)
+dpp_layer_venv() {
+	local venv
+	venv=$DPP_CACHE/layer-venv-$(printf '%s\n' "${DPP_LAYER_PINS[@]}" | sha256sum | cut -c1-16)
+	if [ ! -x "$venv/bin/oelint-adv" ] || [ ! -x "$venv/bin/kas" ]; then
+		dpp_log "creating $venv (${DPP_LAYER_PINS[*]})"
+		rm -rf "$venv"
+		if ! python3 -m venv "$venv" 2>/dev/null; then
+			# Debian's system python needs python3-venv for ensurepip.
+			dpp_log "installing python3-venv on the host"
+			rm -rf "$venv"
+			apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+			python3 -m venv "$venv"
+		fi
+		"$venv/bin/pip" install -q --disable-pip-version-check "${DPP_LAYER_PINS[@]}" >&2
+	fi
+	echo "$venv"
 }

@@ -12,6 +12,21 @@
                                          check, exits 1 on any finding
   dmapingpong-layer.py check-br2-external the same "no copies" check for the
                                          Buildroot tree br2-external/
+  dmapingpong-layer.py licenses [--write|--check]
+                                         print (write, compare with)
+                                         dmapingpong-licenses.inc: LICENSE and
+                                         LIC_FILES_CHKSUM of what the recipe
+                                         ships, from "cargo metadata" (needs
+                                         cargo and the crates in CARGO_HOME:
+                                         run it in the build chroot)
+  dmapingpong-layer.py repos KAS         the pinned repositories of a kas file
+                                         (with its includes): one line each,
+                                         "name url branch commit tree"
+  dmapingpong-layer.py bitbake-conf KAS BUILDDIR NAME=DIR...
+                                         write BUILDDIR/conf/bblayers.conf and
+                                         local.conf as "kas shell KAS" would,
+                                         with each repository NAME at DIR
+                                         (dmapingpong: the repository top)
 
 The checks: the -crates.inc matches rust/Cargo.lock; every file:// of the
 layer's recipes, appends and includes resolves (with FILESEXTRAPATHS, the
@@ -21,10 +36,14 @@ workspace and init files exist once, in the repository, and the layer holds
 no file that is identical to, or named like, one of them; every patch of the
 series (and any patch in the layer) has an Upstream-Status:; the series and
 the patch directory agree; every LIC_FILES_CHKSUM md5 matches; recipes fetch
-nothing but file:// and crate://.
+nothing but file:// and crate:// (in local mode; dmapingpong_source.bbclass);
+configs/kernel/*.scc (the kernel metadata of git mode) carry the series and
+fragments; no kernel recipe's FILESPATH covers the repository top.
 """
 
+import difflib
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -34,6 +53,7 @@ import tomllib
 LAYER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP = os.path.dirname(LAYER)
 CRATES_INC = os.path.join(LAYER, "recipes-dmapingpong", "dmapingpong", "dmapingpong-crates.inc")
+LICENSES_INC = os.path.join(LAYER, "recipes-dmapingpong", "dmapingpong", "dmapingpong-licenses.inc")
 CARGO_LOCK = os.path.join(TOP, "rust", "Cargo.lock")
 PATCH_DIR = os.path.join(TOP, "rust", "linux-patches")
 
@@ -122,14 +142,40 @@ def expand(value, path):
     return value
 
 
+KERNEL_DIRS = "rust/linux-patches configs/kernel"
+
+
+def src_uris(value):
+    """The SRC_URI entries of a value, with the calls of
+    dmapingpong_source.bbclass expanded as in local mode."""
+    def files(m):
+        paths = m.group(2).split()
+        if m.group(1):
+            paths = workspace() + paths
+        return " ".join("file://%s;subdir=dmapingpong" % p for p in paths)
+
+    def kernel(m):
+        frags = m.group(1).split()
+        uris = ["file://" + p for p in series()] if "dmapingpong.cfg" in frags else []
+        return " ".join(uris + ["file://" + f for f in frags])
+    value = re.sub(r"\$\{@dmapingpong_src_uri\(d, (dmapingpong_workspace\(d\) \+ )?'([^']*)'\)\}", files, value)
+    value = re.sub(r"\$\{@dmapingpong_kernel_src_uri\(d, '([^']*)'\)\}", kernel, value)
+    return value.split()
+
+
 def search_dirs(path):
-    """FILESPATH of a recipe/append/include: FILESEXTRAPATHS, then files/ dirs."""
+    """FILESPATH of a recipe/append/include in local mode: FILESEXTRAPATHS
+    (dmapingpong_filesextrapaths(d, DIRS): those directories of the
+    repository; the kernel's, for an include that adds kernel sources), then
+    the files/ dirs."""
     dirs = []
-    with open(path, encoding="utf-8") as f:
-        if re.search(r"^inherit\b.*\bdmapingpong_source\b", f.read(), re.M):
-            dirs.append(TOP)
     for v in variables(path, "FILESEXTRAPATHS"):
+        for m in re.finditer(r"\$\{@dmapingpong_filesextrapaths\(d, '([^']*)'\)\}", v):
+            dirs += [os.path.normpath(os.path.join(TOP, x)) for x in m.group(1).split()]
+        v = re.sub(r"\$\{@[^}]*\}", "", v)
         dirs += [d for d in expand(v, path).split(":") if d.strip()]
+    if any("dmapingpong_kernel_src_uri" in v for v in variables(path, "SRC_URI")):
+        dirs += [os.path.join(TOP, x) for x in KERNEL_DIRS.split()]
     here = os.path.dirname(path)
     base = os.path.basename(path).split("_")[0].rsplit(".", 1)[0]
     dirs += [os.path.join(here, base), os.path.join(here, "files")]
@@ -164,9 +210,10 @@ class Checks:
         for path in metadata_files():
             dirs = search_dirs(path)
             for v in variables(path, "SRC_URI"):
-                for uri in v.split():
+                for uri in src_uris(v):
                     if uri.startswith("${@"):
-                        continue  # computed (the kernel series), checked below
+                        self.fail("%s: SRC_URI entry %s is not understood by this check" % (rel(path), uri))
+                        continue
                     if re.match(r"^\w+://", uri) and not uri.startswith(("file://", "crate://")):
                         self.fail("%s fetches %s: only file:// and crate:// here" % (rel(path), uri))
                     if not uri.startswith("file://"):
@@ -177,19 +224,6 @@ class Checks:
                         self.fail("%s: file://%s resolves nowhere (searched %s)" % (rel(path), name, ", ".join(map(rel, dirs))))
                     else:
                         self.used.add(os.path.realpath(hits[0]))
-            # The workspace, by the class's function (same parsing).
-            for line in logical_lines(path):
-                if "dmapingpong_workspace(d)" in line and "SRC_URI" in line:
-                    for m in workspace():
-                        p = os.path.join(TOP, m)
-                        if not os.path.exists(p):
-                            self.fail("%s: workspace entry %s does not exist" % (rel(path), m))
-                        self.used.add(os.path.realpath(p))
-            # The kernel patch series, by the class's function.
-            for line in logical_lines(path):
-                if "dmapingpong_kernel_patches(d)" in line and "SRC_URI" in line:
-                    for p in series():
-                        self.used.add(os.path.realpath(os.path.join(PATCH_DIR, p)))
 
     def single_copies(self):
         for src in SINGLE_SOURCES:
@@ -245,6 +279,37 @@ class Checks:
             if not re.search(r"^Upstream-Status: (Pending|Submitted|Denied|Inappropriate|Backport|Inactive-Upstream)", text, re.M):
                 self.fail("%s has no valid Upstream-Status:" % rel(p))
 
+    def kernel_metadata(self):
+        """configs/kernel/<fragment>.scc (git mode's kernel metadata) carry
+        exactly the fragment and, for dmapingpong.scc, the series in order;
+        the kernel includes never search the repository top."""
+        kdir = os.path.join(TOP, "configs", "kernel")
+        for scc in sorted(f for f in os.listdir(kdir) if f.endswith(".scc")):
+            with open(os.path.join(kdir, scc), encoding="utf-8") as f:
+                lines = [line.split("#")[0].split() for line in f]
+            kconfs = [words[-1] for words in lines if words[:1] == ["kconf"]]
+            patches = [words[1] for words in lines if words[:1] == ["patch"]]
+            frag = scc[:-len(".scc")] + ".cfg"
+            if kconfs != [frag]:
+                self.fail("configs/kernel/%s: kconf lines %s, not [%s]" % (scc, kconfs, frag))
+            want = ["../../rust/linux-patches/" + p for p in series()] if frag == "dmapingpong.cfg" else []
+            if patches != want:
+                self.fail("configs/kernel/%s: its patch lines are not rust/linux-patches/series in order" % scc)
+            for p in patches:
+                if not os.path.isfile(os.path.normpath(os.path.join(kdir, p))):
+                    self.fail("configs/kernel/%s: patch %s does not exist" % (scc, p))
+        for path in metadata_files():
+            if "dmapingpong_kernel_src_uri" not in open(path, encoding="utf-8").read():
+                continue
+            for d in search_dirs(path):
+                if os.path.realpath(d) == os.path.realpath(TOP):
+                    self.fail("%s: a kernel recipe searches the repository top (FILESPATH)" % rel(path))
+        for frag in re.findall(r"dmapingpong_kernel_(?:src_uri|features)\(d, '([^']*)'\)",
+                               "".join(open(p, encoding="utf-8").read() for p in metadata_files())):
+            for f in frag.split():
+                if not os.path.isfile(os.path.join(kdir, f[:-4] + ".scc")):
+                    self.fail("configs/kernel/%s has no .scc for git mode" % f)
+
     def licenses(self):
         for path in metadata_files():
             if not path.endswith(".bb"):
@@ -261,7 +326,8 @@ class Checks:
                     if parts[0].startswith("${COMMON_LICENSE_DIR}"):
                         continue
                     # S is ${UNPACKDIR}/<subdir>; UNPACKDIR holds what file:// fetched.
-                    want = os.path.normpath(os.path.join((s_dir or "").replace("${UNPACKDIR}", "").strip("/"), parts[0]))
+                    s_rel = (s_dir or "").replace("${DMAPINGPONG_UNPACK}", "dmapingpong").replace("${UNPACKDIR}", "")
+                    want = os.path.normpath(os.path.join(s_rel.strip("/"), parts[0]))
                     f = None
                     for name, src in unpacked(path).items():
                         if want == name:
@@ -320,15 +386,14 @@ def unpacked(path):
     out = {}
     dirs = search_dirs(path)
     for v in variables(path, "SRC_URI"):
-        uris = v.split()
-        if "${@dmapingpong_workspace(d)}" in uris:
-            uris += ["file://" + w for w in workspace()]
-        for uri in uris:
+        for uri in src_uris(v):
             if uri.startswith("file://"):
-                name = uri[len("file://"):].split(";")[0].rstrip("/")
+                parts = uri[len("file://"):].split(";")
+                name = parts[0].rstrip("/")
+                params = dict(p.split("=", 1) for p in parts[1:])
                 for d in dirs:
                     if os.path.exists(os.path.join(d, name)):
-                        out[os.path.normpath(name)] = os.path.join(d, name)
+                        out[os.path.normpath(os.path.join(params.get("subdir", ""), name))] = os.path.join(d, name)
                         break
     return out
 
@@ -381,6 +446,177 @@ def check_kas():
     return 1 if findings else 0
 
 
+# SPDX expressions of Cargo.toml files -> OE-core LICENSE names
+# (meta/files/common-licenses).
+SPDX_TO_OE = {
+    "GPL-2.0": "GPL-2.0-only",
+    "GPL-2.0 WITH Linux-syscall-note": "GPL-2.0-with-Linux-syscall-note",
+    "Apache-2.0 WITH LLVM-exception": "Apache-2.0-with-LLVM-exception",
+}
+# The repository's own licence texts (relative to its top).
+OWN_LICENSE_FILES = ["COPYING", "LICENSES/GPL-2.0", "LICENSES/MIT", "LICENSES/Linux-syscall-note"]
+
+
+def oe_license(spdx):
+    """One crate's SPDX expression (A OR B, A AND B, WITH) as an OE LICENSE
+    term with its alternatives sorted."""
+    if "(" in spdx:
+        raise SystemExit("licenses: cannot convert nested SPDX expression %r" % spdx)
+    terms = []
+    for conj in re.split(r"\s+AND\s+", spdx.strip()):
+        alts = sorted({SPDX_TO_OE.get(a.strip(), a.strip()) for a in re.split(r"\s+OR\s+", conj)})
+        terms.append(alts[0] if len(alts) == 1 else "(%s)" % " | ".join(alts))
+    return " & ".join(terms)
+
+
+def shipped_packages():
+    """The packages whose code ends up in what the recipe ships: the
+    workspace members, their normal dependencies and, for the ptest package's
+    test binaries, their dev-dependencies, transitively, for the aarch64
+    Linux target; not proc-macros and build dependencies (they run on the
+    build host only)."""
+    meta = json.loads(subprocess.run(
+        ["cargo", "metadata", "--locked", "--offline", "--format-version", "1",
+         "--filter-platform", "aarch64-unknown-linux-gnu",
+         "--manifest-path", os.path.join(TOP, "rust", "Cargo.toml")],
+        capture_output=True, check=True).stdout)
+    pkgs = {p["id"]: p for p in meta["packages"]}
+    nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
+    members = set(meta["workspace_members"])
+    seen, stack = set(), list(members)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for dep in nodes[pid]["deps"]:
+            kinds = {k["kind"] for k in dep["dep_kinds"]}
+            if None in kinds or (pid in members and "dev" in kinds):
+                p = pkgs[dep["pkg"]]
+                if not any("proc-macro" in t["kind"] for t in p["targets"]):
+                    stack.append(dep["pkg"])
+    return sorted((pkgs[i] for i in seen), key=lambda p: (p["name"], p["version"])), members
+
+
+def licenses_inc():
+    """dmapingpong-licenses.inc: LICENSE (every distinct licence term of the
+    shipped packages, and-ed) and LIC_FILES_CHKSUM (the repository's licence
+    texts, and every licence file of every shipped crate as the crate
+    fetcher unpacks it)."""
+    pkgs, members = shipped_packages()
+    terms, files = [], []
+    for p in pkgs:
+        if not p.get("license"):
+            raise SystemExit("licenses: %s %s declares no license" % (p["name"], p["version"]))
+        t = oe_license(p["license"])
+        if t not in terms:
+            terms.append(t)
+        if p["id"] in members:
+            continue
+        crate_dir = os.path.dirname(p["manifest_path"])
+        texts = sorted(f for f in os.listdir(crate_dir)
+                       if re.match(r"^(LICEN[SC]E|COPYING|COPYRIGHT|UNLICENSE)", f, re.I)
+                       and os.path.isfile(os.path.join(crate_dir, f)))
+        if not texts:
+            raise SystemExit("licenses: %s %s ships no licence text" % (p["name"], p["version"]))
+        for f in texts:
+            files.append("file://${CARGO_VENDORING_DIRECTORY}/%s-%s/%s;md5=%s"
+                         % (p["name"], p["version"], f, md5(os.path.join(crate_dir, f))))
+    own = ["file://../%s;md5=%s" % (f, md5(os.path.join(TOP, f))) for f in OWN_LICENSE_FILES]
+    crates = [p for p in pkgs if p["id"] not in members]
+    out = ["# Generated by meta-dmapingpong/scripts/dmapingpong-layer.py licenses --write",
+           "# from \"cargo metadata\" of rust/Cargo.lock: the licences of what the",
+           "# recipe ships. Its binaries link %d crates statically (normal and, for" % len(crates),
+           "# the ptest package, dev dependencies; not proc-macros or build",
+           "# dependencies), besides the workspace's own code (GPL-2.0-only | MIT).",
+           "# scripts/check-layer fails when this file and Cargo.lock disagree.",
+           "",
+           "LICENSE = \"%s\"" % " & ".join(terms),
+           "",
+           "# The repository's licence texts (S is rust/), then each crate's.",
+           "# nooelint: oelint.vars.notneededspace",
+           "LIC_FILES_CHKSUM = \" \\"]
+    out += ["    %s \\" % f for f in own + files]
+    out += ["\""]
+    return "\n".join(out) + "\n"
+
+
+def md5(path):
+    with open(path, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def kas_config(path):
+    """A kas file merged with its includes (kas's loader), as kas sees it."""
+    from kas.includehandler import ConfigFile
+
+    merged = {}
+
+    def load(f):
+        cf = ConfigFile.load(f, is_main_file=(f == path)).config
+        for inc in cf.get("header", {}).get("includes", []):
+            load(os.path.join(TOP, inc))
+        merge(merged, cf)
+    load(os.path.abspath(path))
+    return merged
+
+
+def kas_trees(path):
+    """commit -> git tree id, from the "commit: <id>  # git tree <id>"
+    comments of a kas file and its includes."""
+    trees = {}
+    files = [os.path.abspath(path)]
+    while files:
+        f = files.pop()
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        trees.update(re.findall(r"^\s*commit:\s*([0-9a-f]{40})\s*#\s*git tree ([0-9a-f]{40})\s*$", text, re.M))
+        files += [os.path.join(TOP, m) for m in re.findall(r"^\s*-\s*(meta-dmapingpong/kas/\S+\.yml)\s*$", text, re.M)]
+    return trees
+
+
+def kas_repos(path):
+    """The remote repositories of a kas file: (name, url, branch, commit, tree)."""
+    cfg, trees = kas_config(path), kas_trees(path)
+    out = []
+    for name, repo in sorted(cfg.get("repos", {}).items()):
+        if repo and repo.get("url"):
+            commit = str(repo["commit"])
+            if commit not in trees:
+                raise SystemExit("%s: repository %s: no '# git tree <id>' comment after its commit" % (rel(path), name))
+            out.append((name, repo["url"], str(repo["branch"]), commit, trees[commit]))
+    return out
+
+
+def bitbake_conf(path, builddir, dirs):
+    """conf/bblayers.conf and conf/local.conf of a kas file, the way kas
+    writes them (local_conf_header entries in key order, then MACHINE and
+    DISTRO), with each repository at dirs[name]."""
+    cfg = kas_config(path)
+    layers = []
+    for name, repo in sorted(cfg.get("repos", {}).items()):
+        repo = repo or {}
+        if name not in dirs:
+            raise SystemExit("bitbake-conf: no directory given for repository %s" % name)
+        for layer, state in sorted((repo.get("layers") or {".": None}).items()):
+            if state not in ("disabled", "excluded", "n", "no", "0", "false", 0, False):
+                layers.append(os.path.normpath(os.path.join(dirs[name], layer)))
+    conf = os.path.join(builddir, "conf")
+    os.makedirs(conf, exist_ok=True)
+    with open(os.path.join(conf, "bblayers.conf"), "w", encoding="utf-8") as f:
+        f.write("# Generated from %s by %s\n" % (rel(path), os.path.basename(__file__)))
+        for _, text in sorted(cfg.get("bblayers_conf_header", {}).items()):
+            f.write(text.rstrip("\n") + "\n")
+        f.write('BBLAYERS ?= " \\\n%s"\nBBPATH ?= "${TOPDIR}"\nBBFILES ??= ""\n'
+                % "".join("    %s \\\n" % layer for layer in layers))
+    with open(os.path.join(conf, "local.conf"), "w", encoding="utf-8") as f:
+        f.write("# Generated from %s by %s\n" % (rel(path), os.path.basename(__file__)))
+        for _, text in sorted(cfg.get("local_conf_header", {}).items()):
+            f.write(text.rstrip("\n") + "\n")
+        f.write('MACHINE ??= "%s"\nDISTRO ??= "%s"\n' % (cfg["machine"], cfg["distro"]))
+    return 0
+
+
 def merge(dest, upd):
     for k, v in upd.items():
         if isinstance(v, dict) and isinstance(dest.get(k), dict):
@@ -426,6 +662,31 @@ def main(argv):
         return 0
     if argv == ["kas"]:
         return check_kas()
+    if argv[:1] == ["licenses"]:
+        text = licenses_inc()
+        if argv[1:] == ["--write"]:
+            with open(LICENSES_INC, "w", encoding="utf-8") as f:
+                f.write(text)
+        elif argv[1:] == ["--check"]:
+            with open(LICENSES_INC, encoding="utf-8") as f:
+                have = f.read()
+            if have != text:
+                sys.stdout.writelines(difflib.unified_diff(have.splitlines(True), text.splitlines(True),
+                                                           rel(LICENSES_INC), "cargo metadata"))
+                print("FAIL %s does not match rust/Cargo.lock; run %s licenses --write (in the build chroot)"
+                      % (rel(LICENSES_INC), rel(__file__)))
+                return 1
+            print("ok   %s matches the licences of what the recipe ships (%d LIC_FILES_CHKSUM entries)"
+                  % (rel(LICENSES_INC), text.count("md5=")))
+        else:
+            sys.stdout.write(text)
+        return 0
+    if len(argv) == 2 and argv[0] == "repos":
+        for line in kas_repos(argv[1]):
+            print(" ".join(line))
+        return 0
+    if len(argv) >= 3 and argv[0] == "bitbake-conf":
+        return bitbake_conf(argv[1], argv[2], dict(a.split("=", 1) for a in argv[3:]))
     if argv == ["check-br2-external"]:
         return 1 if br2_external_copies() else 0
     if argv == ["check"]:
@@ -435,6 +696,8 @@ def main(argv):
         c.check("the layer uses the repository's single copies and holds no copies", c.single_copies)
         c.check("the patch series is complete and every patch has Upstream-Status:", c.patches)
         c.check("every LIC_FILES_CHKSUM md5 matches", c.licenses)
+        c.check("configs/kernel/*.scc match the series and fragments; no kernel FILESPATH covers the repository",
+                c.kernel_metadata)
         print("%d finding(s)" % c.findings)
         return 1 if c.findings else 0
     sys.stderr.write(__doc__)

@@ -11,20 +11,19 @@ SECTION = "bsp"
 LICENSE = "GPL-2.0-only | MIT"
 LIC_FILES_CHKSUM = "file://dts/qemu-virt.dtso;beginline=1;endline=1;md5=68e3a474299667b744905bbc194f61c3"
 
-inherit deploy nopackages dmapingpong_source
+inherit deploy nopackages dmapingpong
 
 DEPENDS += "dtc-native qemu-system-native"
 
 COMPATIBLE_MACHINE = "^qemuarm64$"
 
-# Sources by their path in the repository (dmapingpong_source.bbclass).
+# Sources (dmapingpong_source.bbclass): the dmapingpong git repository, or
+# the checkout that holds the layer.
 # nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
-FILESEXTRAPATHS:prepend := "${DMAPINGPONG_TOP}:"
+FILESEXTRAPATHS:prepend := "${@dmapingpong_filesextrapaths(d, '.')}"
+SRC_URI = "${@dmapingpong_src_uri(d, 'dts/qemu-virt.dtso')}"
 
-# From the repository (dmapingpong_source).
-SRC_URI = "file://dts/qemu-virt.dtso"
-
-S = "${UNPACKDIR}"
+S = "${DMAPINGPONG_UNPACK}"
 
 # The CPUs of the dumped tree must be the ones runqemu starts (TCG, the
 # machine's QB_CPU and QB_SMP); QEMU rewrites the memory node itself for the

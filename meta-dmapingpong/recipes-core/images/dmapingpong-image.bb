@@ -11,6 +11,13 @@ LICENSE = "MIT"
 # nooelint: oelint.file.requirenotfound
 require recipes-core/images/core-image-minimal.bb
 
+# Only with the "dmapingpong" distro feature (and KERNEL_FEATURES "rust"):
+# it builds the kernel with Rust and the patch series, and the packages below
+# (skipped without it, with that reason, rather than "Nothing RPROVIDES").
+inherit features_check
+
+REQUIRED_DISTRO_FEATURES = "dmapingpong"
+
 IMAGE_INSTALL:append = " dmapingpong-module dmapingpong dmapingpong-selftest"
 
 CVE_PRODUCT = "dmapingpong"
@@ -22,9 +29,11 @@ EXTRA_IMAGEDEPENDS:append:qemuarm64 = " dmapingpong-dtb"
 QB_DTB:qemuarm64 = "dmapingpong-qemuarm64.dtb"
 QB_MEM:qemuarm64 = "-m 512"
 
-# Raspberry Pi: the kernel builds the overlay (the layer's append of
-# linux-raspberrypi); listing it here puts it into the boot partition's
-# overlays/ directory (meta-raspberrypi makes IMAGE_BOOT_FILES from
-# KERNEL_DEVICETREE).
-# nooelint: oelint.vars.mispell.unknown, oelint.vars.specific
-RPI_KERNEL_DEVICETREE_OVERLAYS:append:rpi = " overlays/dmapingpong.dtbo"
+# Raspberry Pi: the overlay (dmapingpong-rpi-overlay, meta-dmapingpong's
+# dynamic layer for meta-raspberrypi) into the boot partition as
+# overlays/dmapingpong.dtbo, where config.txt's dtoverlay=dmapingpong
+# (rpi-config) finds it.
+# nooelint: oelint.vars.specific
+IMAGE_BOOT_FILES:append:rpi = " devicetree/rpi4.dtbo;overlays/dmapingpong.dtbo"
+# nooelint: oelint.vars.mispell.unknown
+do_image_wic[depends] += "${@'dmapingpong-rpi-overlay:do_deploy' if 'rpi' in d.getVar('MACHINEOVERRIDES').split(':') else ''}"

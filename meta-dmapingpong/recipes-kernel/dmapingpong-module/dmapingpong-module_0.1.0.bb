@@ -12,22 +12,19 @@ LICENSE = "GPL-2.0-only"
 LIC_FILES_CHKSUM = "file://dmapingpong.rs;beginline=1;endline=1;md5=50d2ba0afecd20f74c12a4bdbcfcfe61"
 
 # module-rust skips this recipe unless KERNEL_FEATURES has "rust" (set it
-# globally: local.conf or the distro).
-inherit module-rust dmapingpong_source
+# globally: local.conf or the distro); dmapingpong.bbclass skips it without
+# the "dmapingpong" distro feature, which also puts Rust and the patch series
+# into the kernel (the layer's kernel appends).
+inherit module-rust dmapingpong
 
-# Sources by their path in the repository (dmapingpong_source.bbclass).
-# nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
-FILESEXTRAPATHS:prepend := "${DMAPINGPONG_TOP}:"
-
-# From the repository (dmapingpong_source): dmapingpong.rs includes
+# Sources (dmapingpong_source.bbclass): the dmapingpong git repository, or
+# the checkout that holds the layer. dmapingpong.rs includes
 # ../uapi/src/abi.rs (the ioctl ABI), hence the repository layout.
-SRC_URI = "file://rust/driver/Kbuild \
-           file://rust/driver/Makefile \
-           file://rust/driver/dmapingpong.rs \
-           file://rust/uapi/src/abi.rs \
-           "
+# nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
+FILESEXTRAPATHS:prepend := "${@dmapingpong_filesextrapaths(d, '.')}"
+SRC_URI = "${@dmapingpong_src_uri(d, 'rust/driver/Kbuild rust/driver/Makefile rust/driver/dmapingpong.rs rust/uapi/src/abi.rs')}"
 
-S = "${UNPACKDIR}/rust/driver"
+S = "${DMAPINGPONG_UNPACK}/rust/driver"
 
 EXTRA_OEMAKE += "KDIR=${STAGING_KERNEL_DIR}"
 

@@ -137,15 +137,31 @@ fn c_compiler() -> String {
         .to_string()
 }
 
+/// A scratch directory of this test run, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// The paths come from the environment at run time, not from `env!`: the
+// test binary must not contain build paths (the Yocto recipe ships the test
+// binaries in its ptest package, and OE's "buildpaths" QA check rejects
+// them). `cargo test` sets CARGO_MANIFEST_DIR for the tests it runs; the
+// ptest skips this test (there is no C compiler on the target).
 #[test]
 fn c_header_matches_rust() {
     let items = rust_values();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_header");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("layout.c");
-    let exe = dir.join("layout");
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("CARGO_MANIFEST_DIR is not set: run this test with cargo test");
+    let dir = ScratchDir(std::env::temp_dir().join(format!("dpp-c-header-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let src = dir.0.join("layout.c");
+    let exe = dir.0.join("layout");
     std::fs::write(&src, c_program(&items)).unwrap();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let include = Path::new(&manifest_dir).join("include");
     let out = Command::new(c_compiler())
         .args(["-std=c11", "-Wall", "-Werror", "-I"])
         .arg(&include)
