@@ -29,11 +29,14 @@ EXTRA_IMAGEDEPENDS:append:qemuarm64 = " dmapingpong-dtb"
 QB_DTB:qemuarm64 = "dmapingpong-qemuarm64.dtb"
 QB_MEM:qemuarm64 = "-m 512"
 
-# Raspberry Pi: the overlay (dmapingpong-rpi-overlay, meta-dmapingpong's
+# Raspberry Pi 4: the overlay (dmapingpong-rpi-overlay, meta-dmapingpong's
 # dynamic layer for meta-raspberrypi) into the boot partition as
 # overlays/dmapingpong.dtbo, where config.txt's dtoverlay=dmapingpong
 # (rpi-config) finds it.
 # nooelint: oelint.vars.specific
-IMAGE_BOOT_FILES:append:rpi = " devicetree/rpi4.dtbo;overlays/dmapingpong.dtbo"
+IMAGE_BOOT_FILES:append:raspberrypi4 = " devicetree/rpi4.dtbo;overlays/dmapingpong.dtbo"
+DMAPINGPONG_BOOT_DEPENDS = ""
+# nooelint: oelint.vars.specific
+DMAPINGPONG_BOOT_DEPENDS:raspberrypi4 = "dmapingpong-rpi-overlay:do_deploy"
 # nooelint: oelint.vars.mispell.unknown
-do_image_wic[depends] += "${@'dmapingpong-rpi-overlay:do_deploy' if 'rpi' in d.getVar('MACHINEOVERRIDES').split(':') else ''}"
+do_image_wic[depends] += "${DMAPINGPONG_BOOT_DEPENDS}"

@@ -13,7 +13,12 @@ LIC_FILES_CHKSUM = "file://dts/rpi4.dtso;beginline=1;endline=1;md5=68e3a47429966
 
 inherit devicetree dmapingpong
 
-COMPATIBLE_MACHINE = "^rpi$"
+# dts/rpi4.dtso is for the BCM2711 (Raspberry Pi 4) only.
+COMPATIBLE_MACHINE = "^raspberrypi4$"
+
+# devicetree.bbclass provides virtual/dtb, the machine's device tree; this
+# is only an overlay, which must not stand in the way of a BSP's own.
+PROVIDES:remove = "virtual/dtb"
 
 # Sources (dmapingpong_source.bbclass): the dmapingpong git repository, or
 # the checkout that holds the layer.
