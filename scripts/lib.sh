@@ -113,6 +113,12 @@ dpp_kernel_fragments() { # top machine debug
 	done
 }
 
+# The patch names of a quilt-style series file (rust/linux-patches/series),
+# in order: comments and blank lines dropped.
+dpp_series_patches() { # series-file
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$1"
+}
+
 # Whether every option of the fragments, and every "# CONFIG_X is not set"
 # line, is in the .config (after olddefconfig, which drops an unknown symbol
 # or one with unmet dependencies).
