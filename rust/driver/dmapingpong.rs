@@ -33,24 +33,25 @@ use kernel::{
     device::{self, Core},
     devres::BoundDevice,
     dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable},
-    dma_buf::{self, Attachment, DmaBuf, ImportAttachment, MappedAttachment},
-    dma_fence::{Fence, Timeline},
-    dma_resv::Usage,
-    dmaengine::{Capability, Channel},
-    fs::File,
+    dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
+    dma_fence::{CallbackRegistration, Fence, SignallingSection, Timeline},
+    dma_resv::{ResvGuard, Usage},
+    dmaengine::{Capability, Channel, Completion},
+    fs::{file::FileDescriptorReservation, File},
+    impl_has_delayed_work,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{flags as vm_flags, VmaNew},
-    new_mutex, new_work, of,
+    new_delayed_work, new_mutex, new_spinlock, new_work, of,
     page::PAGE_SIZE,
     platform,
     prelude::*,
     scatterlist::SGTable,
     str::CString,
-    sync::{aref::ARef, Arc, ArcBorrow, Mutex},
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLock},
     sync_file,
-    time::Delta,
+    time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
     uaccess::{UserPtr, UserSlice, UserSliceReader},
-    workqueue::{self, impl_has_work, Work, WorkItem},
+    workqueue::{self, impl_has_work, DelayedWork, Work, WorkItem},
 };
 
 #[path = "../uapi/src/abi.rs"]
@@ -68,6 +69,11 @@ const PATTERN_SIZE: usize = 64 * 1024;
 /// time per MiB.
 const JOB_TIMEOUT_BASE_MS: i64 = 5000;
 const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
+
+/// The longest deadline user space may give a user fence (`dpp_fence_create.deadline_ms`), in
+/// milliseconds. (A module parameter once the Rust module-parameter support is in the kernel
+/// this driver builds against.)
+const USER_FENCE_MAX_DEADLINE_MS: u32 = 60_000;
 
 /// Logs why a request was rejected and returns `EINVAL`.
 ///
@@ -115,6 +121,19 @@ impl Drop for PoolClaim {
 #[pin_data]
 struct Pool {
     lease: Arc<BoundDevice>,
+    /// The DMA engine, until the device is unbound or shut down; `None` for the CPU worker.
+    /// Taken by a DMA job to start its transfer, and by its timeout. Before `region`: a probe
+    /// that fails after taking the channel frees the pattern buffer while the region (the
+    /// device's CMA area) is still assigned.
+    #[pin]
+    engine: Mutex<Option<DmaEngine>>,
+    /// What submissions need of the DMA engine, behind a lock of its own that is never held
+    /// long, so that submitting does not wait for the job that runs. Cleared before `engine`.
+    #[pin]
+    dma_target: Mutex<Option<Arc<DmaTarget>>>,
+    /// The out-fence of the last DMA job submitted: the next one runs after it.
+    #[pin]
+    last_dma: SpinLock<Option<ARef<Fence>>>,
     region: of::ReservedMemory,
     /// Bytes of the region that buffers may use (the region less the DMA pattern buffer).
     capacity: u64,
@@ -123,17 +142,6 @@ struct Pool {
     buffers: AtomicU64,
     fences_pending: AtomicU64,
     rejected: AtomicU32,
-    /// The DMA engine, until the device is unbound or shut down; `None` for the CPU worker.
-    /// Held by the DMA job that runs.
-    #[pin]
-    engine: Mutex<Option<DmaEngine>>,
-    /// What submissions need of the DMA engine, behind a lock of its own that is never held
-    /// long, so that submitting does not wait for the job that runs. Cleared before `engine`.
-    #[pin]
-    dma_target: Mutex<Option<DmaTarget>>,
-    /// Makes reading a job's reservation dependencies and adding its out-fence one step.
-    #[pin]
-    submit_lock: Mutex<()>,
     stats: Arc<Stats>,
     /// Last: released after the region and the engine.
     _claim: PoolClaim,
@@ -297,10 +305,18 @@ impl Stats {
 /// The DMA engine of a device: a channel of the SoC's DMA controller and the buffer that fills
 /// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
 /// unmapped before the channel is released.
+/// Numbers the DMA engines of the driver, so that a job prepared for one engine never runs on
+/// another (its buffers are mapped for the first one's controller).
+static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The DMA engine of a device: a channel of the SoC's DMA controller and the buffer that fills
+/// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
+/// unmapped before the channel is released.
 struct DmaEngine {
     pattern_map: KBox<MappedSgTable>,
     pattern: CoherentAllocation<u8>,
     chan: Channel,
+    generation: u64,
 }
 
 impl DmaEngine {
@@ -348,31 +364,41 @@ impl DmaEngine {
             pattern_map,
             pattern,
             chan,
+            generation: ENGINE_GENERATION.fetch_add(1, Ordering::Relaxed),
         }))
     }
 }
 
-/// The device that a DMA engine's jobs attach their buffers to (the DMA controller's) and the
-/// alignment in bytes of their sizes and offsets (that of the controller's copies, and of its
-/// fills if it can fill).
-#[derive(Clone)]
+/// What submissions need of the DMA engine: the device that jobs attach their buffers to (the DMA
+/// controller's), the alignment in bytes of their sizes and offsets (that of the controller's
+/// copies, and of its fills if it can fill), the largest operation, the segments of the pattern
+/// buffer, and the engine's generation.
 struct DmaTarget {
     dev: ARef<device::Device>,
     align: usize,
+    max_segment: usize,
+    memset: bool,
+    pattern: KVec<(DmaAddress, usize)>,
+    generation: u64,
 }
 
 impl DmaTarget {
-    fn new(engine: &DmaEngine) -> Self {
+    fn new(engine: &DmaEngine) -> Result<Arc<Self>> {
         let chan = &engine.chan;
-        let fill_align = if chan.has_capability(Capability::Memset) {
-            chan.fill_align()
-        } else {
-            1
-        };
-        Self {
-            dev: chan.device().into(),
-            align: chan.copy_align().max(fill_align),
-        }
+        let memset = chan.has_capability(Capability::Memset);
+        let fill_align = if memset { chan.fill_align() } else { 1 };
+        Ok(Arc::new(
+            Self {
+                dev: chan.device().into(),
+                align: chan.copy_align().max(fill_align),
+                // Not below the 8-byte granule of jobs (no controller limits segments so much).
+                max_segment: chan.max_segment_size().max(8),
+                memset,
+                pattern: segments(engine.pattern_map.sg_table(), 0, PATTERN_SIZE)?,
+                generation: engine.generation,
+            },
+            GFP_KERNEL,
+        )?)
     }
 }
 
@@ -398,30 +424,113 @@ enum DmaOp {
     },
 }
 
-/// The buffers of a job attached to the DMA controller's device, as an importer attaches them.
-/// They are mapped only while the job runs, so that a buffer is mapped once at a time however many
-/// jobs wait for it.
-struct DmaAttachments {
-    dst: ImportAttachment,
-    src: Option<ImportAttachment>,
-}
-
-/// The buffers of a running job mapped for the DMA controller.
+/// The buffers of a job mapped for the DMA controller, as an importer maps them.
 struct DmaMaps {
     dst: MappedAttachment,
     src: Option<MappedAttachment>,
 }
 
-/// What a job holds until it has run. Taken and dropped by the job's work function, in process
-/// context (unmapping may sleep), never by a fence callback.
-struct JobData {
-    pool: Arc<Pool>,
-    dst: Arc<Buffer>,
-    src: Option<Arc<Buffer>>,
-    dma: Option<DmaAttachments>,
+/// Everything a DMA job needs to run, prepared at submission, before its out-fence is
+/// published: running it then neither allocates, maps nor takes a reservation lock (the rules
+/// of a DMA fence signalling path).
+struct DmaJob {
+    /// Unmapped by the job's cleanup work, after the transfer.
+    _maps: DmaMaps,
+    ops: KVec<DmaOp>,
+    /// Whether a fill copies from the pattern buffer.
+    uses_pattern: bool,
+    generation: u64,
+    completion: Option<Completion>,
 }
 
-/// The next job of the same file, released when this one has run.
+impl DmaJob {
+    /// Maps the job's buffers for the DMA controller of `target` (the destination for writes,
+    /// the source for reads) and computes the operations of the transfer.
+    fn prepare(
+        target: &DmaTarget,
+        spec: &JobSpec,
+        dst: &DmaBuf,
+        src: Option<&DmaBuf>,
+    ) -> Result<Self> {
+        let dst = dst.attach(&target.dev)?.map(DataDirection::FromDevice)?;
+        let src = match src {
+            Some(src) => Some(src.attach(&target.dev)?.map(DataDirection::ToDevice)?),
+            None => None,
+        };
+        let maps = DmaMaps { dst, src };
+        let (ops, uses_pattern) = Self::ops(target, spec, &maps)?;
+        Ok(Self {
+            _maps: maps,
+            ops,
+            uses_pattern,
+            generation: target.generation,
+            completion: None,
+        })
+    }
+
+    /// The operations of the job for the channel, in DMA addresses of its device: a copy is
+    /// copies, a fill is fills (memset) if the controller can fill and the pattern is one byte
+    /// repeated, else copies from the pattern buffer.
+    fn ops(target: &DmaTarget, spec: &JobSpec, maps: &DmaMaps) -> Result<(KVec<DmaOp>, bool)> {
+        let dst = segments(maps.dst.sg_table(), spec.dst_offset, spec.size)?;
+        let max = target.max_segment;
+        if let Op::Fill(pattern) = spec.op {
+            let value = pattern.to_ne_bytes()[0];
+            if target.memset && pattern == u64::from_ne_bytes([value; 8]) {
+                let mut ops = KVec::new();
+                for &(addr, len) in dst.iter() {
+                    for off in (0..len).step_by(max) {
+                        ops.push(
+                            DmaOp::Set {
+                                dst: addr + off as DmaAddress,
+                                value,
+                                len: (len - off).min(max),
+                            },
+                            GFP_KERNEL,
+                        )?;
+                    }
+                }
+                return Ok((ops, false));
+            }
+        }
+        let src = match (&maps.src, spec.op) {
+            (Some(src), Op::Copy) => segments(src.sg_table(), spec.src_offset, spec.size)?,
+            (None, Op::Fill(_)) => {
+                // The pattern buffer, as many times as the fill needs.
+                let mut src = KVec::new();
+                let mut left = spec.size;
+                while left > 0 {
+                    for &(addr, len) in target.pattern.iter() {
+                        let n = len.min(left);
+                        src.push((addr, n), GFP_KERNEL)?;
+                        left -= n;
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                }
+                src
+            }
+            _ => return Err(EINVAL),
+        };
+        Ok((
+            pair_segments(&dst, &src, max)?,
+            matches!(spec.op, Op::Fill(_)),
+        ))
+    }
+}
+
+/// What a job holds until it has run; dropped by the job's cleanup work, in process context
+/// (unmapping takes the reservation lock), after its out-fence has signalled.
+struct JobData {
+    dst: Arc<Buffer>,
+    src: Option<Arc<Buffer>>,
+    dma: Option<DmaJob>,
+    /// The callbacks on the job's dependencies (capacity reserved at submission).
+    deps: KVec<CallbackRegistration>,
+}
+
+/// The next job of the same file, released when this one has signalled.
 struct Link {
     done: bool,
     next: Option<Arc<Job>>,
@@ -442,13 +551,15 @@ struct JobSpec {
 ///
 /// Every job runs its work function exactly once (when `deps` drops to zero) and signals its
 /// out-fence exactly once (`completed`); the jobs of a file run in order (`next`), so their
-/// fences signal in seqno order.
+/// fences signal in seqno order. Everything from the run to the signal (the work function, the
+/// DMA completion, the timeout) is a DMA fence signalling path: it runs in a
+/// [`SignallingSection`] and neither allocates, maps, nor takes a reservation lock.
 #[pin_data]
 struct Job {
     spec: JobSpec,
+    pool: Arc<Pool>,
     timeline: Arc<Timeline>,
     out: ARef<Fence>,
-    stats: Arc<Stats>,
     #[pin]
     data: Mutex<Option<JobData>>,
     /// Unsignalled dependencies, plus one while the job is being submitted.
@@ -458,13 +569,25 @@ struct Job {
     timed_out: AtomicBool,
     completed: AtomicBool,
     #[pin]
-    next: Mutex<Link>,
+    next: SpinLock<Link>,
+    /// Runs the job.
     #[pin]
-    work: Work<Job>,
+    work: Work<Job, 0>,
+    /// Drops the job's data once it has signalled.
+    #[pin]
+    cleanup: Work<Job, 1>,
+    /// Aborts a DMA transfer that takes too long.
+    #[pin]
+    timeout: DelayedWork<Job, 2>,
 }
 
 impl_has_work! {
-    impl HasWork<Self> for Job { self.work }
+    impl HasWork<Self, 0> for Job { self.work }
+    impl HasWork<Self, 1> for Job { self.cleanup }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 2> for Job { self.timeout }
 }
 
 impl Job {
@@ -477,34 +600,52 @@ impl Job {
     /// A dependency has signalled: queues the job after the last one.
     ///
     /// May run in any context (fence callbacks run with interrupts disabled). The `Arc` dropped
-    /// here is never the last reference while the job has not run, and the job's drop does not
-    /// sleep anyway (`JobData` is dropped by the work function).
+    /// here is never the last reference while the job has not run (the work queue holds one).
     fn dep_done(self: Arc<Self>, result: Result) {
         if let Err(err) = result {
             self.record_error(err);
         }
         if self.deps.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = workqueue::system_unbound().enqueue(self);
+            let _ = workqueue::system_unbound().enqueue::<Arc<Job>, 0>(self);
         }
     }
 
-    /// Makes the job wait for `fence`; if that is not possible, the job fails instead.
-    fn add_dep(self: &Arc<Self>, fence: &Fence) {
+    /// Makes the job wait for `fence` (passing its error on unless `ordering_only`); if that is
+    /// not possible, the job fails instead. The registration goes into `regs`, whose capacity
+    /// was reserved.
+    fn add_dep(
+        self: &Arc<Self>,
+        fence: &Fence,
+        ordering_only: bool,
+        regs: &mut KVec<CallbackRegistration>,
+    ) {
         self.deps.fetch_add(1, Ordering::AcqRel);
         let job = self.clone();
-        if let Err(err) = fence.add_callback(move |result| job.dep_done(result)) {
-            self.record_error(err);
-            // Not zero: the submission holds one.
-            self.deps.fetch_sub(1, Ordering::AcqRel);
+        let added = fence
+            .add_callback(move |result| job.dep_done(if ordering_only { Ok(()) } else { result }));
+        match added {
+            Ok(reg) => {
+                if let Err(reg) = regs.push_within_capacity(reg) {
+                    // Cannot happen (the capacity was reserved); keeping the registration alive
+                    // is what matters.
+                    core::mem::forget(reg);
+                }
+            }
+            Err(err) => {
+                self.record_error(err);
+                // Not zero: the submission holds one.
+                self.deps.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
-    /// Signals the out-fence with `result`, once, and counts the job.
-    fn complete(&self, result: Result) {
+    /// Signals the out-fence with `result`, once, counts the job, lets the next job of the file
+    /// run and queues the cleanup. May run in any context.
+    fn complete(self: &Arc<Self>, result: Result) {
         if self.completed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let stats = &self.stats;
+        let stats = &self.pool.stats;
         match result {
             Ok(()) if self.spec.engine == abi::DPP_ENGINE_DMA => {
                 stats.dma_jobs.fetch_add(1, Ordering::Relaxed);
@@ -523,10 +664,23 @@ impl Job {
             }
         }
         stats.jobs_pending.fetch_sub(1, Ordering::Relaxed);
+        workqueue::cancel_delayed::<Job, 2>(self);
         let _ = self.timeline.signal(&self.out, result);
+        // The next job of the file may run now: this one's fence has signalled.
+        let next = {
+            let mut link = self.next.lock();
+            link.done = true;
+            link.next.take()
+        };
+        if let Some(next) = next {
+            next.dep_done(Ok(()));
+        }
+        let _ = workqueue::system_unbound().enqueue::<Arc<Job>, 1>(self.clone());
     }
 
-    fn run_cpu(&self, data: &JobData) -> Result {
+    fn run_cpu(&self) -> Result {
+        let data = self.data.lock();
+        let data = data.as_ref().ok_or(EINVAL)?;
         let dst = &data.dst.mem;
         match (self.spec.op, &data.src) {
             (Op::Fill(pattern), _) => dst.fill_u64(self.spec.dst_offset, self.spec.size, pattern),
@@ -540,42 +694,36 @@ impl Job {
         }
     }
 
-    /// Runs the job on the DMA channel; the transfer's completion signals the out-fence.
-    fn run_dma(self: &Arc<Self>, data: JobData) {
-        let Some(attachments) = data.dma else {
-            return self.complete(Err(EINVAL));
-        };
-        // DMA jobs of a device run one at a time: the channel executes its descriptors in order
-        // anyway, and the pattern buffer is shared.
-        let engine = data.pool.engine.lock();
-        let Some(engine) = engine.as_ref() else {
-            return self.complete(Err(ECANCELED));
-        };
-        let maps = match Self::map(attachments) {
-            Ok(maps) => maps,
-            Err(err) => return self.complete(Err(err)),
-        };
-        let ops = match self.dma_ops(engine, &maps) {
-            Ok(ops) => ops,
-            Err(err) => return self.complete(Err(err)),
-        };
-        // A fill that copies from the pattern buffer (the other DMA jobs wait for this one).
-        if let (Op::Fill(pattern), Some(DmaOp::Copy { .. })) = (self.spec.op, ops.first()) {
+    /// Starts the job's transfer on the DMA channel; its completion signals the out-fence.
+    /// Returns an error if it could not start (the job is then completed with it).
+    fn run_dma(self: &Arc<Self>) -> Result {
+        let mut data = self.data.lock();
+        let dma = data
+            .as_mut()
+            .and_then(|data| data.dma.as_mut())
+            .ok_or(EINVAL)?;
+        let engine = self.pool.engine.lock();
+        // The engine the job was prepared for, not one bound since.
+        let engine = engine
+            .as_ref()
+            .filter(|engine| engine.generation == dma.generation)
+            .ok_or(ECANCELED)?;
+        if let (Op::Fill(pattern), true) = (self.spec.op, dma.uses_pattern) {
+            // DMA jobs of a device run one at a time (each depends on the previous one's fence),
+            // so the pattern buffer is free.
             let len = self.spec.size.min(PATTERN_SIZE);
-            if let Err(err) = engine.pattern.fill_u64(0, len, pattern) {
-                return self.complete(Err(err));
-            }
+            engine.pattern.fill_u64(0, len, pattern)?;
+            engine.pattern_map.sync_for_device();
         }
-        let job = self.clone();
-        let transfer = engine.chan.transfer(move |result| {
-            let timed_out = job.timed_out.load(Ordering::Acquire);
-            job.complete(if timed_out { Err(ETIMEDOUT) } else { result });
-        });
-        let mut transfer = match transfer {
-            Ok(transfer) => transfer,
-            Err(err) => return self.complete(Err(err)),
-        };
-        for op in ops.iter() {
+        let completion = dma.completion.take().ok_or(EINVAL)?;
+        let mut transfer = engine.chan.transfer(completion)?;
+        let mib = (self.spec.size >> 20) as i64;
+        let timeout = JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS;
+        let _ = workqueue::system_unbound()
+            .enqueue_delayed::<Arc<Job>, 2>(self.clone(), msecs_to_jiffies(timeout as u32));
+        for op in dma.ops.iter() {
+            // The addresses come from mappings of the job's buffers for the channel's device,
+            // held by `dma` until the job's cleanup, after the transfer.
             let added = match *op {
                 DmaOp::Copy { dst, src, len } => transfer.memcpy(dst, src, len),
                 DmaOp::Set { dst, value, len } => transfer.memset(dst, value, len),
@@ -586,112 +734,60 @@ impl Job {
             }
         }
         transfer.submit();
-        let mib = (self.spec.size >> 20) as i64;
-        let timeout = Delta::from_millis(JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS);
-        if self.out.wait_timeout(false, timeout).is_err() {
-            self.timed_out.store(true, Ordering::Release);
-            dev_warn!(
-                engine.chan.device(),
-                "dmapingpong: job of {} bytes timed out on {}: terminating the channel\n",
-                self.spec.size,
-                engine.chan.name()
-            );
-            // Completes the transfer (with -ETIMEDOUT, see above) and any other in flight.
-            engine.chan.terminate();
-        }
-    }
-
-    /// Maps the job's buffers for the DMA controller (the destination for writes, the source
-    /// for reads); unmapped when dropped, after the transfer.
-    fn map(attachments: DmaAttachments) -> Result<DmaMaps> {
-        let dst = attachments.dst.map(DataDirection::FromDevice)?;
-        let src = match attachments.src {
-            Some(src) => Some(src.map(DataDirection::ToDevice)?),
-            None => None,
-        };
-        Ok(DmaMaps { dst, src })
-    }
-
-    /// The operations of the job for the channel, in DMA addresses of its device: a copy is
-    /// copies, a fill is fills (memset) if the controller can fill and the pattern is one byte
-    /// repeated, else copies from the pattern buffer.
-    fn dma_ops(&self, engine: &DmaEngine, maps: &DmaMaps) -> Result<KVec<DmaOp>> {
-        let dst = segments(maps.dst.sg_table(), self.spec.dst_offset, self.spec.size)?;
-        // Not below the 8-byte granule of jobs (no controller limits segments so much).
-        let max = engine.chan.max_segment_size().max(8);
-        if let Op::Fill(pattern) = self.spec.op {
-            let value = pattern.to_ne_bytes()[0];
-            if engine.chan.has_capability(Capability::Memset)
-                && pattern == u64::from_ne_bytes([value; 8])
-            {
-                let mut ops = KVec::new();
-                for &(addr, len) in dst.iter() {
-                    for off in (0..len).step_by(max) {
-                        ops.push(
-                            DmaOp::Set {
-                                dst: addr + off as DmaAddress,
-                                value,
-                                len: (len - off).min(max),
-                            },
-                            GFP_KERNEL,
-                        )?;
-                    }
-                }
-                return Ok(ops);
-            }
-        }
-        let src = match (&maps.src, self.spec.op) {
-            (Some(src), Op::Copy) => {
-                segments(src.sg_table(), self.spec.src_offset, self.spec.size)?
-            }
-            (None, Op::Fill(_)) => {
-                // The pattern buffer, as many times as the fill needs.
-                let len = self.spec.size.min(PATTERN_SIZE);
-                let pattern = segments(engine.pattern_map.sg_table(), 0, len)?;
-                let mut src = KVec::new();
-                let mut left = self.spec.size;
-                while left > 0 {
-                    for &(addr, len) in pattern.iter() {
-                        let n = len.min(left);
-                        src.push((addr, n), GFP_KERNEL)?;
-                        left -= n;
-                        if left == 0 {
-                            break;
-                        }
-                    }
-                }
-                src
-            }
-            _ => return Err(EINVAL),
-        };
-        pair_segments(&dst, &src, max)
+        Ok(())
     }
 }
 
-impl WorkItem for Job {
+impl WorkItem<0> for Job {
     type Pointer = Arc<Job>;
 
     fn run(job: Arc<Job>) {
-        let data = job.data.lock().take();
-        if let Some(data) = data {
-            match job.dep_error.load(Ordering::Acquire) {
-                0 if job.stats.take_injected_failure() => job.complete(Err(EIO)),
-                // Maps, runs and unmaps, in process context.
-                0 if job.spec.engine == abi::DPP_ENGINE_DMA => job.run_dma(data),
-                0 => job.complete(job.run_cpu(&data)),
-                err => job.complete(Err(Error::from_errno(err))),
+        let _section = SignallingSection::begin();
+        match job.dep_error.load(Ordering::Acquire) {
+            0 if job.pool.stats.take_injected_failure() => job.complete(Err(EIO)),
+            0 if job.spec.engine == abi::DPP_ENGINE_DMA => {
+                if let Err(err) = job.run_dma() {
+                    job.complete(Err(err));
+                }
             }
-            // Defensive: every path above completes the job.
-            job.complete(Err(ETIMEDOUT));
+            0 => {
+                let result = job.run_cpu();
+                job.complete(result);
+            }
+            err => job.complete(Err(Error::from_errno(err))),
         }
-        // The next job of the file may run now: this one's fence has signalled.
-        let next = {
-            let mut link = job.next.lock();
-            link.done = true;
-            link.next.take()
-        };
-        if let Some(next) = next {
-            next.dep_done(Ok(()));
+    }
+}
+
+impl WorkItem<1> for Job {
+    type Pointer = Arc<Job>;
+
+    fn run(job: Arc<Job>) {
+        // Unmaps and releases the buffers, outside any lock.
+        let data = job.data.lock().take();
+        drop(data);
+    }
+}
+
+impl WorkItem<2> for Job {
+    type Pointer = Arc<Job>;
+
+    fn run(job: Arc<Job>) {
+        let _section = SignallingSection::begin();
+        if job.completed.load(Ordering::Acquire) {
+            return;
+        }
+        job.timed_out.store(true, Ordering::Release);
+        let engine = job.pool.engine.lock();
+        if let Some(engine) = engine.as_ref() {
+            dev_warn!(
+                engine.chan.device(),
+                "dmapingpong: job of {} bytes timed out on {}: terminating the channel\n",
+                job.spec.size,
+                engine.chan.name()
+            );
+            // Completes the transfer (with -ETIMEDOUT, see `submit_job`) and any other in flight.
+            engine.chan.terminate();
         }
     }
 }
@@ -753,13 +849,149 @@ fn pair_segments(
 
 /// An open file of `/dev/dmapingpong`: a fence context and its pending fences, and the fence
 /// context of its jobs.
+/// A user fence that has not signalled, and when it times out.
+struct PendingFence {
+    fence: ARef<Fence>,
+    deadline: Instant<Monotonic>,
+}
+
+/// The user fences of a file (`CREATE_FENCE`/`SIGNAL_FENCE`): fences whose signalling user space
+/// controls, like sw_sync's. So that none becomes an indefinite fence (dma-buf.rst, "Indefinite
+/// DMA Fences"), each has a deadline: unsignalled after it, it signals with `-ETIMEDOUT`. Fences
+/// signal in seqno order, so a fence never times out before the older ones of its file: its
+/// deadline is at least theirs.
+#[pin_data]
+struct UserFences {
+    pool: Arc<Pool>,
+    timeline: Arc<Timeline>,
+    /// Serializes `CREATE_FENCE` on the file, so that fences enter `pending` in seqno order and
+    /// its capacity is grown outside the lock.
+    #[pin]
+    create_lock: Mutex<()>,
+    /// Taken on the signalling paths: never held across an allocation or a reservation lock.
+    #[pin]
+    pending: Mutex<Pending>,
+    #[pin]
+    deadline_work: DelayedWork<UserFences>,
+}
+
+/// The unsignalled fences of a file's timeline, in seqno order (so in deadline order).
+struct Pending {
+    fences: KVec<PendingFence>,
+    /// Whether `deadline_work` is queued.
+    armed: bool,
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for UserFences { self.deadline_work }
+}
+
+/// Converts a positive time span to jiffies, rounded up, for a delayed work.
+fn delay_jiffies(delta: Delta) -> Jiffies {
+    let ms = (delta.as_micros_ceil().saturating_add(999) / 1000).clamp(1, i64::from(u32::MAX));
+    msecs_to_jiffies(ms as u32)
+}
+
+impl UserFences {
+    /// Queues the deadline work for the oldest pending fence, if it is not queued.
+    fn arm(self: &Arc<Self>, pending: &mut Pending) {
+        if pending.armed {
+            return;
+        }
+        if let Some(first) = pending.fences.first() {
+            let delay = delay_jiffies(first.deadline - Instant::now());
+            if workqueue::system_unbound()
+                .enqueue_delayed::<Arc<UserFences>, 0>(self.clone(), delay)
+                .is_ok()
+            {
+                pending.armed = true;
+            }
+        }
+    }
+
+    /// Signals the pending fences up to the `n`-th with `result`, oldest first.
+    fn signal_oldest(&self, pending: &mut Pending, n: usize, result: Result) {
+        for _ in 0..n {
+            if pending.fences.is_empty() {
+                break;
+            }
+            // Cannot fail: index 0 of a non-empty vector.
+            if let Ok(old) = pending.fences.remove(0) {
+                if self.timeline.signal(&old.fence, result).is_ok() {
+                    self.pool.fences_pending.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Makes room for one more pending fence, allocating outside the `pending` lock. Called with
+    /// `create_lock` held, so that nobody else adds fences meanwhile.
+    fn grow(&self) -> Result {
+        let (len, capacity) = {
+            let pending = self.pending.lock();
+            (pending.fences.len(), pending.fences.capacity())
+        };
+        if len < capacity {
+            return Ok(());
+        }
+        let mut bigger = KVec::with_capacity((capacity * 2).max(8), GFP_KERNEL)?;
+        let old = {
+            let mut pending = self.pending.lock();
+            // As many as before or fewer (only this file's `create_lock` holder adds fences).
+            if pending.fences.len() > bigger.capacity() {
+                return Err(ENOMEM);
+            }
+            for fence in pending.fences.drain_all() {
+                if let Err(err) = bigger.push_within_capacity(fence) {
+                    // Cannot happen (checked above); a pending fence must not be dropped.
+                    core::mem::forget(err);
+                }
+            }
+            core::mem::replace(&mut pending.fences, bigger)
+        };
+        // Freed outside the lock.
+        drop(old);
+        Ok(())
+    }
+}
+
+impl WorkItem for UserFences {
+    type Pointer = Arc<UserFences>;
+
+    fn run(this: Arc<UserFences>) {
+        let _section = SignallingSection::begin();
+        let mut pending = this.pending.lock();
+        pending.armed = false;
+        let now = Instant::now();
+        let expired = pending
+            .fences
+            .iter()
+            .take_while(|fence| {
+                let left = fence.deadline - now;
+                left.is_negative() || left.is_zero()
+            })
+            .count();
+        if expired > 0 {
+            let n = this.pool.rejected.fetch_add(1, Ordering::Relaxed);
+            if n < 10 || n % 1000 == 0 {
+                dev_info!(
+                    this.pool.lease.device(),
+                    "{}: {expired} user fence(s) not signalled by their deadline: signalled with -ETIMEDOUT\n",
+                    this.timeline.name()
+                );
+            }
+        }
+        this.signal_oldest(&mut pending, expired, Err(ETIMEDOUT));
+        this.arm(&mut pending);
+    }
+}
+
+/// An open file of `/dev/dmapingpong`: the fence context of its user fences, and the fence
+/// context of its jobs.
 #[pin_data(PinnedDrop)]
 struct DmaPingPongFile {
     pool: Arc<Pool>,
-    timeline: Arc<Timeline>,
-    /// The fences of `timeline` not yet signalled, in seqno order.
-    #[pin]
-    pending: Mutex<KVec<ARef<Fence>>>,
+    user: Arc<UserFences>,
     /// The out-fences of this file's jobs.
     jobs: Arc<Timeline>,
     /// The last job submitted on this file, which the next one runs after.
@@ -770,14 +1002,16 @@ struct DmaPingPongFile {
 #[pinned_drop]
 impl PinnedDrop for DmaPingPongFile {
     fn drop(self: Pin<&mut Self>) {
+        let user = &self.user;
+        workqueue::cancel_delayed::<UserFences, 0>(user);
         // Nobody can signal these fences any more: signal them with an error, so that their
         // waiters (other processes, dma-buf poll()) wake up instead of hanging.
-        let pending = core::mem::take(&mut *self.pending.lock());
-        for fence in pending.iter() {
-            if self.timeline.signal(fence, Err(ECANCELED)).is_ok() {
-                self.pool.fences_pending.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        let section = SignallingSection::begin();
+        let mut pending = user.pending.lock();
+        let n = pending.fences.len();
+        user.signal_oldest(&mut pending, n, Err(ECANCELED));
+        drop(pending);
+        drop(section);
     }
 }
 
@@ -797,6 +1031,15 @@ fn write_arg(arg: usize, bytes: &[u8]) -> Result {
     UserSlice::new(UserPtr::from_addr(arg), bytes.len())
         .writer()
         .write_slice(bytes)
+}
+
+/// The fd flags of `flags` (`DPP_FD_NO_CLOEXEC`, else `O_CLOEXEC`).
+fn fd_flags(flags: u32) -> u32 {
+    if flags & abi::DPP_FD_NO_CLOEXEC != 0 {
+        0
+    } else {
+        kernel::bindings::O_CLOEXEC
+    }
 }
 
 impl DmaPingPongFile {
@@ -834,33 +1077,66 @@ impl DmaPingPongFile {
         }
         // Cannot overflow: the size is bounded by the pool, which is page-aligned.
         let size = req.size.next_multiple_of(PAGE_SIZE as u64);
+        let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags(req.flags))?;
         let buffer = Buffer::new(pool, size as usize)?;
         let dmabuf = DmaBuf::export(buffer, size as usize, DRIVER_NAME, &crate::THIS_MODULE)?;
-        let fd_flags = if req.flags & abi::DPP_FD_NO_CLOEXEC != 0 {
-            0
-        } else {
-            kernel::bindings::O_CLOEXEC
-        };
-        // The fd owns its own reference to the buffer; ours is dropped on return.
-        req.fd = dmabuf.fd(fd_flags)? as i32;
+        req.fd = fd.reserved_fd() as i32;
         req.size = size;
         write_arg(arg, &req.to_ne_bytes())?;
+        // Last: nothing can fail any more. The fd owns the export's reference to the buffer.
+        fd.fd_install(DmaBuf::into_file(dmabuf));
         Ok(0)
+    }
+
+    /// Returns the buffer of this device behind the dma-buf `dmabuf`, or `EINVAL` with a reason.
+    fn own_buffer(&self, dmabuf: &DmaBuf, what: fmt::Arguments<'_>) -> Result<Arc<Buffer>> {
+        let pool = &self.pool;
+        let buffer: Arc<Buffer> = dmabuf
+            .exporter_data::<Buffer>()
+            .ok_or_else(|| invalid!(pool, "{what} is not a dmapingpong buffer"))?
+            .into();
+        if !Arc::ptr_eq(&buffer.pool, pool) {
+            return Err(invalid!(pool, "{what} is a buffer of another device"));
+        }
+        Ok(buffer)
     }
 
     fn create_fence(&self, arg: usize) -> Result<isize> {
         let pool = &self.pool;
+        let user = &self.user;
         let mut req = read_arg!(DppFenceCreate, arg);
-        if req.reserved != [0; 2] || req.flags != 0 {
+        if req.reserved != [0; 1] || req.pad != 0 {
+            return Err(invalid!(pool, "CREATE_FENCE: reserved fields must be zero"));
+        }
+        if req.flags & !abi::DPP_FD_NO_CLOEXEC != 0 {
             return Err(invalid!(
                 pool,
-                "CREATE_FENCE: flags and reserved fields must be zero"
+                "CREATE_FENCE: unknown flags {:#x}",
+                req.flags
             ));
         }
+        let deadline_ms = match req.deadline_ms {
+            0 => abi::DPP_FENCE_DEFAULT_DEADLINE_MS,
+            ms if ms <= USER_FENCE_MAX_DEADLINE_MS => ms,
+            ms => return Err(invalid!(
+                pool,
+                "CREATE_FENCE: deadline {ms} ms above the maximum {USER_FENCE_MAX_DEADLINE_MS} ms"
+            )),
+        };
         let target = match (req.dmabuf_fd, req.usage) {
             (-1, abi::DPP_USAGE_NONE) => None,
-            (fd, abi::DPP_USAGE_WRITE) if fd >= 0 => Some((DmaBuf::get(fd)?, Usage::Write)),
-            (fd, abi::DPP_USAGE_READ) if fd >= 0 => Some((DmaBuf::get(fd)?, Usage::Read)),
+            (fd, usage @ (abi::DPP_USAGE_WRITE | abi::DPP_USAGE_READ)) if fd >= 0 => {
+                let dmabuf = DmaBuf::get(fd)?;
+                // A fence that user space signals may only hold back users of our own buffers:
+                // another exporter's importers (a display, a GPU) must not wait on it.
+                self.own_buffer(&dmabuf, fmt!("CREATE_FENCE: dmabuf_fd {fd}"))?;
+                let usage = if usage == abi::DPP_USAGE_WRITE {
+                    Usage::Write
+                } else {
+                    Usage::Read
+                };
+                Some((dmabuf, usage))
+            }
             (fd, usage) => {
                 return Err(invalid!(
                     pool,
@@ -869,35 +1145,60 @@ impl DmaPingPongFile {
             }
         };
 
-        let fence = self.timeline.create_fence()?;
-        let mut pending = self.pending.lock();
-        pending.push(fence.clone(), GFP_KERNEL)?;
-        pool.fences_pending.fetch_add(1, Ordering::Relaxed);
-        let published = target
-            .map_or(Ok(()), |(dmabuf, usage)| {
-                dmabuf.resv().add_fence(&fence, usage)
-            })
-            .and_then(|()| sync_file::create_fd(&fence));
-        match published {
-            Ok(fd) => req.fence_fd = fd as i32,
-            Err(err) => {
-                // Nobody will signal it: cancel it (it may already be in the reservation).
-                pending.pop();
-                drop(pending);
-                pool.fences_pending.fetch_sub(1, Ordering::Relaxed);
-                let _ = self.timeline.signal(&fence, Err(ECANCELED));
-                return Err(err);
-            }
-        }
-        drop(pending);
+        // Every fallible step first, then publish (reservation, pending list, fd), in that order.
+        let _creating = user.create_lock.lock();
+        user.grow()?;
+        let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags(req.flags))?;
+        let fence = user.timeline.create_fence()?;
+        let file = sync_file::create(&fence)?;
+        req.fence_fd = fd.reserved_fd() as i32;
         req.context = fence.context();
         req.seqno = fence.seqno();
         write_arg(arg, &req.to_ne_bytes())?;
+        let mut resv = match &target {
+            Some((dmabuf, _)) => {
+                let mut guard = ResvGuard::lock([dmabuf.resv()])?;
+                guard.reserve_fences(0, 1)?;
+                Some(guard)
+            }
+            None => None,
+        };
+
+        // From here on nothing fails. Pending before the reservation: the fence may time out at
+        // once, never unknown to the deadline work.
+        let mut pending = user.pending.lock();
+        let deadline = Instant::now() + Delta::from_millis(i64::from(deadline_ms));
+        // Not before the older fences, which signal first.
+        let deadline = pending.fences.last().map_or(deadline, |last| {
+            if (deadline - last.deadline).is_negative() {
+                last.deadline
+            } else {
+                deadline
+            }
+        });
+        let entry = PendingFence {
+            fence: fence.clone(),
+            deadline,
+        };
+        if let Err(err) = pending.fences.push_within_capacity(entry) {
+            // Cannot happen (`grow` made room, and only this holder of `create_lock` adds).
+            core::mem::forget(err);
+        }
+        pool.fences_pending.fetch_add(1, Ordering::Relaxed);
+        user.arm(&mut pending);
+        drop(pending);
+        if let (Some(guard), Some((_, usage))) = (resv.as_mut(), &target) {
+            // Cannot fail: a slot is reserved and the fence is not a container.
+            let _ = guard.add_fence(0, &fence, *usage);
+        }
+        drop(resv);
+        fd.fd_install(file);
         Ok(0)
     }
 
     fn signal_fence(&self, arg: usize) -> Result<isize> {
         let pool = &self.pool;
+        let user = &self.user;
         let req = read_arg!(DppFenceSignal, arg);
         if req.reserved != [0; 2] {
             return Err(invalid!(pool, "SIGNAL_FENCE: reserved fields must be zero"));
@@ -914,21 +1215,22 @@ impl DmaPingPongFile {
         };
         let fence = sync_file::get_fence(req.fence_fd)
             .map_err(|_| invalid!(pool, "SIGNAL_FENCE: fd {} is not a sync_file", req.fence_fd))?;
-        if !self.timeline.owns(&fence) {
+        if !user.timeline.owns(&fence) {
             return Err(invalid!(
                 pool,
                 "SIGNAL_FENCE: the fence belongs to another context"
             ));
         }
-        let mut pending = self.pending.lock();
-        match pending.first() {
-            Some(oldest) if oldest.seqno() == fence.seqno() => (),
-            Some(oldest) if oldest.seqno() < fence.seqno() => {
+        let _section = SignallingSection::begin();
+        let mut pending = user.pending.lock();
+        match pending.fences.first() {
+            Some(oldest) if oldest.fence.seqno() == fence.seqno() => (),
+            Some(oldest) if oldest.fence.seqno() < fence.seqno() => {
                 return Err(invalid!(
                     pool,
                     "SIGNAL_FENCE: seqno {} before the older pending seqno {}",
                     fence.seqno(),
-                    oldest.seqno()
+                    oldest.fence.seqno()
                 ))
             }
             _ => {
@@ -939,9 +1241,7 @@ impl DmaPingPongFile {
                 ))
             }
         }
-        self.timeline.signal(&fence, result)?;
-        pending.remove(0)?;
-        pool.fences_pending.fetch_sub(1, Ordering::Relaxed);
+        user.signal_oldest(&mut pending, 1, result);
         Ok(0)
     }
 
@@ -955,22 +1255,13 @@ impl DmaPingPongFile {
                 invalid!(pool, "SUBMIT_JOB: {what} fd {fd} is not a dma-buf")
             }
         })?;
-        let buffer: Arc<Buffer> = dmabuf
-            .exporter_data::<Buffer>()
-            .ok_or_else(|| invalid!(pool, "SUBMIT_JOB: {what} is not a dmapingpong buffer"))?
-            .into();
-        if !Arc::ptr_eq(&buffer.pool, pool) {
-            return Err(invalid!(
-                pool,
-                "SUBMIT_JOB: {what} is a buffer of another device"
-            ));
-        }
+        let buffer = self.own_buffer(&dmabuf, fmt!("SUBMIT_JOB: {what}"))?;
         Ok((dmabuf, buffer))
     }
 
     fn submit_job(&self, arg: usize) -> Result<isize> {
         let pool = &self.pool;
-        let mut req = read_arg!(DppJob, arg);
+        let req = read_arg!(DppJob, arg);
         if req.reserved != [0; 2] {
             return Err(invalid!(pool, "SUBMIT_JOB: reserved fields must be zero"));
         }
@@ -1043,119 +1334,181 @@ impl DmaPingPongFile {
             in_fences.push(fence, GFP_KERNEL)?;
         }
 
-        // The engine, and the buffers attached to its device the way every importer does.
+        // The engine, and for the DMA engine the buffers mapped for its controller the way
+        // every importer maps them, and the transfer's operations.
         let target = pool.dma_target.lock().clone();
-        let (engine, dma) = match target {
-            None => (abi::DPP_ENGINE_CPU, None),
-            Some(DmaTarget { align, .. })
-                if (req.size | req.dst_offset | req.src_offset) % align as u64 != 0 =>
+        let mut spec = JobSpec {
+            op,
+            dst_offset: req.dst_offset as usize,
+            src_offset: req.src_offset as usize,
+            size: req.size as usize,
+            engine: abi::DPP_ENGINE_CPU,
+        };
+        let dma = match target {
+            None => None,
+            Some(target)
+                if (req.size | req.dst_offset | req.src_offset) % target.align as u64 != 0 =>
             {
                 return Err(invalid!(
                     pool,
-                    "SUBMIT_JOB: size and offsets must be multiples of {align} (DMA engine)"
+                    "SUBMIT_JOB: size and offsets must be multiples of {} (DMA engine)",
+                    target.align
                 ))
             }
-            Some(DmaTarget { dev, .. }) => {
-                let attachments = DmaAttachments {
-                    dst: dst_buf.attach(&dev)?,
-                    src: match &src {
-                        Some((buf, _)) => Some(buf.attach(&dev)?),
-                        None => None,
-                    },
-                };
-                (abi::DPP_ENGINE_DMA, Some(attachments))
+            Some(target) => {
+                spec.engine = abi::DPP_ENGINE_DMA;
+                let src = src.as_ref().map(|(buf, _)| &**buf);
+                Some(DmaJob::prepare(&target, &spec, &dst_buf, src)?)
             }
         };
-
-        // Reading the reservations and adding the out-fence to them is one step for the jobs
-        // of this device, so that two jobs on the same buffers are ordered.
-        let submit = pool.submit_lock.lock();
-        let mut deps = in_fences;
-        if req.flags & abi::DPP_JOB_NO_IMPLICIT_SYNC == 0 {
-            // A writer waits for every reader and writer, a reader for the writers.
-            if let Some(fence) = dst_buf.resv().fences(Usage::Read)? {
-                deps.push(fence, GFP_KERNEL)?;
-            }
-            if let Some((src_buf, _)) = &src {
-                if let Some(fence) = src_buf.resv().fences(Usage::Write)? {
-                    deps.push(fence, GFP_KERNEL)?;
-                }
-            }
-        }
-        let mut last = self.last_job.lock();
+        // The callbacks: the in-fences, the two implicit dependencies, the previous DMA job.
+        let deps = KVec::with_capacity(in_fences.len() + 3, GFP_KERNEL)?;
+        let fd = FileDescriptorReservation::get_unused_fd_flags(kernel::bindings::O_CLOEXEC)?;
         let data = JobData {
-            pool: pool.clone(),
             dst,
             src: src.as_ref().map(|(_, buffer)| buffer.clone()),
             dma,
+            deps,
         };
         let job = Arc::pin_init(
             try_pin_init!(Job {
-                spec: JobSpec {
-                    op,
-                    dst_offset: req.dst_offset as usize,
-                    src_offset: req.src_offset as usize,
-                    size: req.size as usize,
-                    engine,
-                },
+                spec,
+                pool: pool.clone(),
                 timeline: self.jobs.clone(),
                 out: self.jobs.create_fence()?,
-                stats: pool.stats.clone(),
                 data <- new_mutex!(Some(data)),
                 deps: AtomicUsize::new(1),
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
                 completed: AtomicBool::new(false),
-                next <- new_mutex!(Link {
+                next <- new_spinlock!(Link {
                     done: false,
                     next: None,
                 }),
                 work <- new_work!("dmapingpong::Job::work"),
+                cleanup <- new_work!("dmapingpong::Job::cleanup"),
+                timeout <- new_delayed_work!("dmapingpong::Job::timeout"),
             }),
             GFP_KERNEL,
         )?;
-        // From here on the job always runs and signals its fence, in order after the last one.
-        pool.stats.jobs_pending.fetch_add(1, Ordering::Relaxed);
-        if let Some(prev) = last.as_ref() {
-            let mut link = prev.next.lock();
-            if !link.done {
-                job.deps.fetch_add(1, Ordering::AcqRel);
-                link.next = Some(job.clone());
-            }
-        }
-        *last = Some(job.clone());
-        drop(last);
-        for fence in deps.iter() {
-            job.add_dep(fence);
-        }
-        let published = dst_buf
-            .resv()
-            .add_fence(&job.out, Usage::Write)
-            .and_then(|()| match &src {
-                Some((src_buf, _)) if !core::ptr::eq(src_buf.as_raw(), dst_buf.as_raw()) => {
-                    src_buf.resv().add_fence(&job.out, Usage::Read)
-                }
-                _ => Ok(()),
-            })
-            .and_then(|()| sync_file::create_fd(&job.out));
-        drop(submit);
-        let result = match published {
-            Ok(fd) => {
-                req.out_fence_fd = fd as i32;
-                req.engine = engine;
-                req.context = job.out.context();
-                req.seqno = job.out.seqno();
-                write_arg(arg, &req.to_ne_bytes()).map(|()| 0)
-            }
-            // The job fails without touching the buffers (its fence may be in a reservation).
-            Err(err) => {
-                job.record_error(err);
-                Err(err)
-            }
+        // Until the job is published, a failure drops its data (and with it the completion,
+        // which refers to the job).
+        let abandon = |err: Error| {
+            drop(job.data.lock().take());
+            err
         };
-        // The submission's own dependency.
+        let published = self.publish_job(
+            &job,
+            &req,
+            &dst_buf,
+            src.as_ref().map(|(buf, _)| &**buf),
+            &in_fences,
+            fd,
+            arg,
+        );
+        published.map_err(abandon)?;
+        // The submission's own dependency: the job may run now.
         job.dep_done(Ok(()));
-        result
+        Ok(0)
+    }
+
+    /// Publishes a new job: every fallible step first (the DMA completion, the sync_file, the
+    /// result written to user space, the reservation locks and slots), then, in one reservation
+    /// lock critical section, reads its implicit dependencies and adds its out-fence, and last
+    /// installs the out-fence's fd.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_job(
+        &self,
+        job: &Arc<Job>,
+        req: &DppJob,
+        dst: &DmaBuf,
+        src: Option<&DmaBuf>,
+        in_fences: &[ARef<Fence>],
+        fd: FileDescriptorReservation,
+        arg: usize,
+    ) -> Result {
+        let pool = &self.pool;
+        if job.spec.engine == abi::DPP_ENGINE_DMA {
+            let done = job.clone();
+            let completion = Completion::new(move |result| {
+                let timed_out = done.timed_out.load(Ordering::Acquire);
+                done.complete(if timed_out { Err(ETIMEDOUT) } else { result });
+            })?;
+            if let Some(dma) = job.data.lock().as_mut().and_then(|data| data.dma.as_mut()) {
+                dma.completion = Some(completion);
+            }
+        }
+        let file = sync_file::create(&job.out)?;
+        let mut out = *req;
+        out.out_fence_fd = fd.reserved_fd() as i32;
+        out.engine = job.spec.engine;
+        out.context = job.out.context();
+        out.seqno = job.out.seqno();
+        write_arg(arg, &out.to_ne_bytes())?;
+
+        // The destination is locked twice for a fill: `ResvGuard` locks it once.
+        let mut resv = ResvGuard::lock([dst.resv(), src.unwrap_or(dst).resv()])?;
+        let implicit = req.flags & abi::DPP_JOB_NO_IMPLICIT_SYNC == 0;
+        // A writer waits for every reader and writer, a reader for the writers.
+        let dst_deps = if implicit {
+            resv.fences(0, Usage::Read)?
+        } else {
+            None
+        };
+        let src_deps = match (implicit, src) {
+            (true, Some(_)) => resv.fences(1, Usage::Write)?,
+            _ => None,
+        };
+        resv.reserve_fences(0, 1)?;
+        if src.is_some() {
+            resv.reserve_fences(1, 1)?;
+        }
+
+        // From here on nothing fails: the job always runs and signals its fence, in order after
+        // the last job of the file.
+        pool.stats.jobs_pending.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut data = job.data.lock();
+            let mut regs = match data.as_mut() {
+                Some(data) => core::mem::take(&mut data.deps),
+                None => KVec::new(),
+            };
+            drop(data);
+            let implicit_deps = Iterator::chain(dst_deps.iter(), src_deps.iter());
+            for fence in Iterator::chain(in_fences.iter(), implicit_deps) {
+                job.add_dep(fence, false, &mut regs);
+            }
+            if job.spec.engine == abi::DPP_ENGINE_DMA {
+                // DMA jobs of a device run one at a time, whatever their files (they share the
+                // pattern buffer): after the previous one, whatever its result.
+                let previous = pool.last_dma.lock().replace(job.out.clone());
+                if let Some(previous) = previous {
+                    job.add_dep(&previous, true, &mut regs);
+                }
+            }
+            if let Some(data) = job.data.lock().as_mut() {
+                data.deps = regs;
+            }
+        }
+        {
+            let mut last = self.last_job.lock();
+            if let Some(prev) = last.as_ref() {
+                let mut link = prev.next.lock();
+                if !link.done {
+                    job.deps.fetch_add(1, Ordering::AcqRel);
+                    link.next = Some(job.clone());
+                }
+            }
+            *last = Some(job.clone());
+        }
+        // Cannot fail: slots are reserved and the fence is not a container.
+        let _ = resv.add_fence(0, &job.out, Usage::Write);
+        if src.is_some_and(|src| !core::ptr::eq(src, dst)) {
+            let _ = resv.add_fence(1, &job.out, Usage::Read);
+        }
+        drop(resv);
+        fd.fd_install(file);
+        Ok(())
     }
 
     fn wait_fence(&self, arg: usize) -> Result<isize> {
@@ -1171,7 +1524,17 @@ impl DmaPingPongFile {
             .map_err(|_| invalid!(pool, "WAIT_FENCE: fd {} is not a sync_file", req.fence_fd))?;
         // Microseconds, rounded up, so that a short timeout is not a mere sample.
         let micros = i64::try_from(req.timeout_ns.div_ceil(1000)).unwrap_or(i64::MAX);
-        fence.wait_timeout(true, Delta::from_micros(micros))?;
+        let start = Instant::<Monotonic>::now();
+        if let Err(err) = fence.wait_timeout(true, Delta::from_micros(micros)) {
+            if err == ERESTARTSYS {
+                // The ioctl is restarted after the signal: with the time left, so that the
+                // deadline stays where it was (`timeout_ns` is updated, as select() does).
+                let spent = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                req.timeout_ns = req.timeout_ns.saturating_sub(spent);
+                write_arg(arg, &req.to_ne_bytes())?;
+            }
+            return Err(err);
+        }
         req.status = match fence.status() {
             Some(Ok(())) => 0,
             Some(Err(err)) => err.to_errno(),
@@ -1192,11 +1555,25 @@ impl MiscDevice for DmaPingPongFile {
         let pid = kernel::current!().pid();
         let name = CString::try_from_fmt(fmt!("dmapingpong-{pid}"))?;
         let jobs = CString::try_from_fmt(fmt!("dmapingpong-{pid}-jobs"))?;
+        let pool = misc.data().clone();
+        let user_pool = pool.clone();
+        let user = Arc::pin_init(
+            try_pin_init!(UserFences {
+                pool: user_pool,
+                timeline: Timeline::new(DRIVER_NAME, name, &crate::THIS_MODULE)?,
+                create_lock <- new_mutex!(()),
+                pending <- new_mutex!(Pending {
+                    fences: KVec::new(),
+                    armed: false,
+                }),
+                deadline_work <- new_delayed_work!("dmapingpong::UserFences::deadline_work"),
+            }),
+            GFP_KERNEL,
+        )?;
         KBox::try_pin_init(
             try_pin_init!(Self {
-                pool: misc.data().clone(),
-                timeline: Timeline::new(DRIVER_NAME, name, &crate::THIS_MODULE)?,
-                pending <- new_mutex!(KVec::new()),
+                pool,
+                user,
                 jobs: Timeline::new(DRIVER_NAME, jobs, &crate::THIS_MODULE)?,
                 last_job <- new_mutex!(None),
             }),
@@ -1217,7 +1594,6 @@ impl MiscDevice for DmaPingPongFile {
     }
 }
 
-/// A bound exporter device.
 #[pin_data]
 struct DmaPingPongDriver {
     pool: Arc<Pool>,
@@ -1236,9 +1612,11 @@ impl DmaPingPongDriver {
     /// on the CPU worker; those submitted for the DMA engine that had not started fail with
     /// `-ECANCELED` too.
     fn release_engine(&self, dev: &device::Device<Core>) {
-        self.pool.dma_target.lock().take();
-        // Waits for the job that runs, if any.
-        if self.pool.engine.lock().take().is_some() {
+        drop(self.pool.dma_target.lock().take());
+        // Waits for a job that is starting its transfer; released outside the lock.
+        let engine = self.pool.engine.lock().take();
+        if engine.is_some() {
+            drop(engine);
             dev_info!(dev, "DMA channel released\n");
         }
     }
@@ -1271,7 +1649,7 @@ impl platform::Driver for DmaPingPongDriver {
             )
         })?;
         let engine = DmaEngine::request(dev)?;
-        let dma_target = engine.as_ref().map(DmaTarget::new);
+        let dma_target = engine.as_ref().map(DmaTarget::new).transpose()?;
         let (capacity, name) = match &engine {
             Some(engine) => (
                 region.size().saturating_sub(PATTERN_SIZE as u64),
@@ -1296,15 +1674,15 @@ impl platform::Driver for DmaPingPongDriver {
         let pool = Arc::pin_init(
             try_pin_init!(Pool {
                 lease: BoundDevice::new(dev)?,
+                engine <- new_mutex!(engine),
+                dma_target <- new_mutex!(dma_target),
+                last_dma <- new_spinlock!(None),
                 region,
                 capacity,
                 used <- new_mutex!(0),
                 buffers: AtomicU64::new(0),
                 fences_pending: AtomicU64::new(0),
                 rejected: AtomicU32::new(0),
-                engine <- new_mutex!(engine),
-                dma_target <- new_mutex!(dma_target),
-                submit_lock <- new_mutex!(()),
                 stats: pool_stats,
                 _claim: claim,
             }),

@@ -114,6 +114,35 @@ pub fn ioctl_addr(fd: BorrowedFd<'_>, opcode: u32, addr: usize) -> Result<i32, E
     }
 }
 
+/// `ioctl(fd, opcode, arg)` with the argument bytes in a read-only page of
+/// their own: the kernel can read them, but writing a result back must fail
+/// with `EFAULT`.
+pub fn ioctl_readonly_arg(fd: BorrowedFd<'_>, opcode: u32, arg: &[u8]) -> Result<i32, Errno> {
+    let size = ((opcode >> 16) & 0x3fff) as usize;
+    assert!(
+        arg.len() >= size,
+        "ioctl argument of {} < {size}",
+        arg.len()
+    );
+    let page = rustix::param::page_size();
+    let memfd = rustix::fs::memfd_create("ioctl-arg", rustix::fs::MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&memfd, page as u64)?;
+    let mut map = RawMap::shared(memfd.as_fd(), page, 0)?;
+    map.bytes()[..arg.len()].copy_from_slice(arg);
+    map.protect(MprotectFlags::READ)?;
+    // SAFETY: the address is a read-only mapping of our own, alive for the
+    // call: the kernel can only read it (a write faults and returns EFAULT).
+    unsafe {
+        ioctl(
+            fd,
+            Raw {
+                opcode,
+                arg: map.addr() as *mut c_void,
+            },
+        )
+    }
+}
+
 /// `DMA_BUF_SET_NAME` with `name`.
 pub fn dma_buf_set_name(fd: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     // SAFETY: the kernel reads at most DMA_BUF_NAME_LEN + 1 bytes of the

@@ -20,7 +20,7 @@
 #include <linux/types.h>
 
 /* Version of this ABI, reported by DPP_IOCTL_GET_INFO. */
-#define DPP_UAPI_VERSION 2
+#define DPP_UAPI_VERSION 3
 
 /* ioctl type ("magic") of the device. */
 #define DPP_IOC_MAGIC 0xD7
@@ -37,6 +37,9 @@
 
 /* Largest errno a fence may be signalled with (MAX_ERRNO). */
 #define DPP_MAX_ERRNO 4095
+
+/* Deadline of a user fence created with deadline_ms 0, in milliseconds. */
+#define DPP_FENCE_DEFAULT_DEADLINE_MS 10000
 
 /* Job operation: fill with copies of the 8-byte pattern (native byte order). */
 #define DPP_JOB_FILL 1
@@ -87,15 +90,27 @@ struct dpp_alloc {
 
 /**
  * struct dpp_fence_create - argument of DPP_IOCTL_CREATE_FENCE
- * @dmabuf_fd: in: a dma-buf fd (of any exporter) to whose reservation the
- *             new fence is added with @usage, or -1 for none
+ * @dmabuf_fd: in: a dma-buf fd of a buffer of this device (-EINVAL for any
+ *             other dma-buf) to whose reservation the new fence is added
+ *             with @usage, or -1 for none
  * @usage: in: DPP_USAGE_WRITE or DPP_USAGE_READ with a dma-buf,
  *         DPP_USAGE_NONE with @dmabuf_fd == -1
  * @flags: in: 0 or DPP_FD_NO_CLOEXEC
  * @fence_fd: out: a sync_file fd of the new, unsignalled fence
  * @context: out: the fence context (one per open file of the device)
  * @seqno: out: the fence's seqno on that context (1, 2, ...)
+ * @deadline_ms: in: milliseconds after which the fence, if not signalled,
+ *               signals with -ETIMEDOUT (or later: never before an older
+ *               fence of the same file); 0 for
+ *               DPP_FENCE_DEFAULT_DEADLINE_MS; at most 60000, else -EINVAL
+ * @pad: in: zero
  * @reserved: in: zero
+ *
+ * User fences are fences whose signalling user space controls (as sw_sync's).
+ * So that none becomes an indefinite fence (Documentation/driver-api/dma-buf.rst,
+ * "Indefinite DMA Fences"), each has a deadline, and it may only enter the
+ * reservation of this device's own buffers, whose importers expect it: never
+ * that of another exporter's dma-buf (a display or GPU would wait on it).
  */
 struct dpp_fence_create {
 	__s32 dmabuf_fd;
@@ -104,7 +119,9 @@ struct dpp_fence_create {
 	__s32 fence_fd;
 	__u64 context;
 	__u64 seqno;
-	__u64 reserved[2];
+	__u32 deadline_ms;
+	__u32 pad;
+	__u64 reserved[1];
 };
 
 /**

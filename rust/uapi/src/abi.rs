@@ -31,7 +31,7 @@
 //! `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` move fences in and out of it.
 
 /// Version of this ABI, reported by [`DPP_IOCTL_GET_INFO`].
-pub const DPP_UAPI_VERSION: u32 = 2;
+pub const DPP_UAPI_VERSION: u32 = 3;
 
 /// ioctl type ("magic") of the device.
 pub const DPP_IOC_MAGIC: u8 = 0xD7;
@@ -48,6 +48,10 @@ pub const DPP_USAGE_READ: u32 = 2;
 
 /// Largest errno a fence may be signalled with (`MAX_ERRNO`).
 pub const DPP_MAX_ERRNO: i32 = 4095;
+
+/// Deadline of a user fence created with `deadline_ms == 0`, in milliseconds
+/// (that of vgem's fences).
+pub const DPP_FENCE_DEFAULT_DEADLINE_MS: u32 = 10_000;
 
 /// Job operation: fill `size` bytes of the destination with copies of the 8-byte
 /// `pattern` (native byte order).
@@ -108,22 +112,30 @@ pub struct DppAlloc {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DppFenceCreate {
-    /// In: a dma-buf fd (of any exporter) to whose reservation the new fence
-    /// is added with `usage`, or `-1` for none.
+    /// In: a dma-buf fd of a buffer of this device (`EINVAL` for any other
+    /// dma-buf) to whose reservation the new fence is added with `usage`, or
+    /// `-1` for none.
     pub dmabuf_fd: i32,
     /// In: [`DPP_USAGE_WRITE`] or [`DPP_USAGE_READ`] with a dma-buf,
     /// [`DPP_USAGE_NONE`] with `dmabuf_fd == -1`.
     pub usage: u32,
-    /// In: zero (sync_file fds are always `O_CLOEXEC`).
+    /// In: 0 or [`DPP_FD_NO_CLOEXEC`].
     pub flags: u32,
-    /// Out: a sync_file fd (`O_CLOEXEC`) of the new, unsignalled fence.
+    /// Out: a sync_file fd of the new, unsignalled fence.
     pub fence_fd: i32,
     /// Out: the fence context (one per open file of the device).
     pub context: u64,
     /// Out: the fence's seqno on that context (1, 2, ...).
     pub seqno: u64,
+    /// In: milliseconds after which the fence, if not signalled, signals with
+    /// `-ETIMEDOUT` (or later: never before an older fence of the same file);
+    /// 0 for [`DPP_FENCE_DEFAULT_DEADLINE_MS`]; at most the driver's maximum
+    /// (60 000), else `EINVAL`.
+    pub deadline_ms: u32,
     /// In: zero.
-    pub reserved: [u64; 2],
+    pub pad: u32,
+    /// In: zero.
+    pub reserved: [u64; 1],
 }
 
 /// Argument of [`DPP_IOCTL_SIGNAL_FENCE`].
@@ -352,7 +364,7 @@ macro_rules! abi_struct_bytes {
 abi_struct_bytes! {
     DppInfo { version, page_size, pool_size, pool_used, buffers, fences_pending, reserved }
     DppAlloc { size, flags, fd, reserved }
-    DppFenceCreate { dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved }
+    DppFenceCreate { dmabuf_fd, usage, flags, fence_fd, context, seqno, deadline_ms, pad, reserved }
     DppFenceSignal { fence_fd, error, reserved }
     DppFenceWait { fence_fd, flags, timeout_ns, status, pad, reserved }
     DppJob {

@@ -39,7 +39,17 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         v,
         DppFenceCreate,
         "dpp_fence_create",
-        [dmabuf_fd, usage, flags, fence_fd, context, seqno, reserved]
+        [
+            dmabuf_fd,
+            usage,
+            flags,
+            fence_fd,
+            context,
+            seqno,
+            deadline_ms,
+            pad,
+            reserved
+        ]
     );
     layout!(
         v,
@@ -82,6 +92,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("DPP_USAGE_WRITE", u64::from(DPP_USAGE_WRITE)),
         ("DPP_USAGE_READ", u64::from(DPP_USAGE_READ)),
         ("DPP_MAX_ERRNO", DPP_MAX_ERRNO as u64),
+        (
+            "DPP_FENCE_DEFAULT_DEADLINE_MS",
+            u64::from(DPP_FENCE_DEFAULT_DEADLINE_MS),
+        ),
         ("DPP_IOCTL_GET_INFO", u64::from(DPP_IOCTL_GET_INFO)),
         ("DPP_IOCTL_ALLOC", u64::from(DPP_IOCTL_ALLOC)),
         ("DPP_IOCTL_CREATE_FENCE", u64::from(DPP_IOCTL_CREATE_FENCE)),

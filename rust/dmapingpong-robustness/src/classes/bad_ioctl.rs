@@ -243,10 +243,10 @@ fn create_fence_cases(dev: &Device, wrong: &WrongFds, diags: &mut Diags) -> Resu
     let bfd = buf.as_fd().as_raw_fd();
     let cases: Vec<(String, DppFenceCreate, Errno)> = vec![
         (
-            "flags 1".into(),
+            "unknown flags 2".into(),
             DppFenceCreate {
                 dmabuf_fd: -1,
-                flags: 1,
+                flags: 2,
                 ..Default::default()
             },
             Errno::INVAL,
@@ -255,7 +255,25 @@ fn create_fence_cases(dev: &Device, wrong: &WrongFds, diags: &mut Diags) -> Resu
             "reserved set".into(),
             DppFenceCreate {
                 dmabuf_fd: -1,
-                reserved: [0, 1],
+                reserved: [1],
+                ..Default::default()
+            },
+            Errno::INVAL,
+        ),
+        (
+            "pad set".into(),
+            DppFenceCreate {
+                dmabuf_fd: -1,
+                pad: 1,
+                ..Default::default()
+            },
+            Errno::INVAL,
+        ),
+        (
+            "a deadline above the maximum".into(),
+            DppFenceCreate {
+                dmabuf_fd: -1,
+                deadline_ms: 60_001,
                 ..Default::default()
             },
             Errno::INVAL,

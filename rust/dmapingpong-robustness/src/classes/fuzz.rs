@@ -512,7 +512,7 @@ impl Worker {
             },
             2 => DppFenceCreate {
                 dmabuf_fd: -1,
-                reserved: [0, self.rng.next_u64() | 1],
+                reserved: [self.rng.next_u64() | 1],
                 ..Default::default()
             },
             _ => DppFenceCreate {

@@ -3,6 +3,7 @@
 pub mod bad_ioctl;
 pub mod dead_peers;
 pub mod fault;
+pub mod fence_rules;
 pub mod fuzz;
 pub mod lifetimes;
 pub mod mmap_edges;
@@ -62,6 +63,22 @@ pub const CLASSES: &[Class] = &[
     Class {
         name: "security",
         run: security::run,
+    },
+    Class {
+        name: "user_fence_deadline",
+        run: fence_rules::deadline,
+    },
+    Class {
+        name: "user_fence_foreign_refused",
+        run: fence_rules::foreign_refused,
+    },
+    Class {
+        name: "fd_result_efault",
+        run: fence_rules::fd_result_efault,
+    },
+    Class {
+        name: "create_fence_emfile",
+        run: fence_rules::create_fence_emfile,
     },
 ];
 
