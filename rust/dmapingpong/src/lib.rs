@@ -15,11 +15,13 @@
 //!   [`pattern`]: the data pattern it writes and verifies.
 //! * [`module`]: unloading and loading the driver's module.
 //!
-//! Every blocking operation has a timeout; errors are [`Error`]s naming the
-//! operation and carrying the [`Errno`].
+//! Every blocking operation has a timeout, kept as an absolute deadline
+//! across `EINTR` and across the system calls it takes; errors are
+//! [`Error`]s naming the operation and carrying the [`Errno`].
 
 mod buffer;
 mod channel;
+mod deadline;
 mod device;
 mod error;
 mod fence;
