@@ -64,13 +64,13 @@ pub fn run(role: Role, device: &Path, timeout_ms: u64) -> anyhow::Result<()> {
             expect(&chan, Message::Round { round: 0, seq: 0 }, "go")?;
             let mut map = buf.mmap()?;
             {
-                let mut cpu = map.begin(Access::ReadWrite)?;
-                pattern::verify(cpu.as_slice(), 0, 0).context("the parent's data")?;
-                pattern::fill(cpu.as_mut_slice(), 1, 0);
+                let cpu = map.begin(Access::ReadWrite, timeout)?;
+                pattern::verify(cpu.words(), 0, 0).context("the parent's data")?;
+                pattern::fill(cpu.words(), 1, 0);
                 cpu.end()?;
             }
-            let cpu = map.begin(Access::Read)?;
-            pattern::verify(cpu.as_slice(), 1, 0).context("reading back our data")?;
+            let cpu = map.begin(Access::Read, timeout)?;
+            pattern::verify(cpu.words(), 1, 0).context("reading back our data")?;
             cpu.end()?;
             drop(map);
             drop(buf);

@@ -3,6 +3,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -135,16 +136,17 @@ fn alloc_mmap_zeroed(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         buf.size()
     );
     let mut map = buf.mmap()?;
-    let cpu = map.begin(Access::Read)?;
-    if let Some(i) = cpu.as_slice().iter().position(|&x| x != 0) {
+    let cpu = map.begin(Access::Read, timeout(cfg))?;
+    let mut words = cpu.words().iter().map(|w| w.load(Ordering::Relaxed));
+    if let Some(i) = words.position(|x| x != 0) {
         bail!("new buffer not zeroed at byte offset {}", i * 8);
     }
     cpu.end()?;
-    let mut cpu = map.begin(Access::Write)?;
-    pattern::fill(cpu.as_mut_slice(), 0xAB, 0);
+    let cpu = map.begin(Access::Write, timeout(cfg))?;
+    pattern::fill(cpu.words(), 0xAB, 0);
     cpu.end()?;
-    let cpu = map.begin(Access::Read)?;
-    pattern::verify(cpu.as_slice(), 0xAB, 0)?;
+    let cpu = map.begin(Access::Read, timeout(cfg))?;
+    pattern::verify(cpu.words(), 0xAB, 0)?;
     cpu.end()?;
     ensure!(cloexec(&buf)?, "dma-buf fd without FD_CLOEXEC");
     let no_cloexec = dev.alloc_raw(DppAlloc {
@@ -247,6 +249,15 @@ fn pingpong_mode(cfg: &Config, diags: &mut Diags, mode: Mode) -> anyhow::Result<
         cfg.buffers, cfg.buffer_size
     ));
     Ok(())
+}
+
+/// Expects `r` to fail with [`dmapingpong::Error::Timeout`].
+fn expect_timeout<T>(r: dmapingpong::Result<T>, what: &str) -> anyhow::Result<()> {
+    match r {
+        Err(dmapingpong::Error::Timeout { .. }) => Ok(()),
+        Err(e) => bail!("{what}: {e}, expected a timeout"),
+        Ok(_) => bail!("{what}: did not wait"),
+    }
 }
 
 fn expect_status(got: FenceStatus, want: FenceStatus, what: &str) -> anyhow::Result<()> {
@@ -352,6 +363,12 @@ fn fence_semantics(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         FenceStatus::Pending,
         "exported write fence",
     )?;
+    // CPU access waits for the fences it conflicts with, within its timeout.
+    let mut map = buf.mmap()?;
+    expect_timeout(
+        map.begin(Access::Read, SHORT),
+        "CPU read access with a pending write fence",
+    )?;
     dev.signal(&w, None)?;
     ensure!(
         buf.poll(PollFlags::IN, timeout(cfg))?,
@@ -362,6 +379,18 @@ fn fence_semantics(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         FenceStatus::Signalled,
         "exported write fence",
     )?;
+    map.begin(Access::Read, timeout(cfg))?.end()?;
+    // A read fence holds up writers only.
+    let r = dev.create_fence(Some((buf.as_fd(), Usage::Read)))?;
+    map.begin(Access::Read, SHORT)
+        .context("CPU read access with a pending read fence")?
+        .end()?;
+    expect_timeout(
+        map.begin(Access::Write, SHORT),
+        "CPU write access with a pending read fence",
+    )?;
+    dev.signal(&r, None)?;
+    map.begin(Access::Write, timeout(cfg))?.end()?;
     ensure!(
         dev.info()?.fences_pending == pending_before,
         "fences_pending not back to {pending_before}"
@@ -385,8 +414,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
         let dev = Device::open(&cfg.device)?;
         let buf = dev.alloc(cfg.buffer_size)?;
         let mut map = buf.mmap()?;
-        let mut cpu = map.begin(Access::Write)?;
-        pattern::fill(cpu.as_mut_slice(), 5, 0);
+        let cpu = map.begin(Access::Write, timeout(cfg))?;
+        pattern::fill(cpu.words(), 5, 0);
         cpu.end()?;
         drop(buf);
         drop(dev);
@@ -395,7 +424,7 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
             usage(&cfg.device)?.1 == baseline.1 + 1,
             "buffer freed while still mapped"
         );
-        let data = map.unsynced_mut();
+        let data = map.unsynced();
         pattern::verify(data, 5, 0).context("data after closing every fd")?;
         pattern::fill(data, 6, 0);
         pattern::verify(data, 6, 0).context("writing after closing every fd")?;
@@ -416,8 +445,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
         let dev = Device::open(&cfg.device)?;
         let buf = dev.alloc(cfg.buffer_size)?;
         let mut map = buf.mmap()?;
-        let mut cpu = map.begin(Access::Write)?;
-        pattern::fill(cpu.as_mut_slice(), 0, 0);
+        let cpu = map.begin(Access::Write, timeout(cfg))?;
+        pattern::fill(cpu.words(), 0, 0);
         cpu.end()?;
         let (child, chan) = spawn(cfg, Role::Lifetimes)?;
         chan.send_buffer(&buf, Mode::Explicit)?;
@@ -435,9 +464,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
             answer?.0 == Message::Round { round: 0, seq: 1 },
             "{order}: unexpected answer"
         );
-        if let Some(mut map) = kept {
-            let data = map.unsynced_mut();
-            pattern::verify(data, 1, 0).context("the child's data after it exited")?;
+        if let Some(map) = kept {
+            pattern::verify(map.unsynced(), 1, 0).context("the child's data after it exited")?;
         }
         ensure!(
             usage(&cfg.device)? == baseline,

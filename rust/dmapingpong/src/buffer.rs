@@ -2,15 +2,18 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::fs::SeekFrom;
+use rustix::io::Errno;
 use rustix::ioctl::{Setter, Updater, ioctl};
 use rustix::mm::{MapFlags, ProtFlags};
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::fence::{SyncFile, poll_fd};
+use crate::fence::{SyncFile, poll_fd, poll_until};
 use crate::sys;
 
 /// Direction of CPU access, or which fences to export.
@@ -30,6 +33,26 @@ impl Access {
             Access::Read => sys::DMA_BUF_SYNC_READ,
             Access::Write => sys::DMA_BUF_SYNC_WRITE,
             Access::ReadWrite => sys::DMA_BUF_SYNC_READ | sys::DMA_BUF_SYNC_WRITE,
+        }
+    }
+
+    /// The `poll()` event that is ready once `DMA_BUF_SYNC_START` of this
+    /// access no longer waits: a read waits for the write fences
+    /// (`POLLIN`), a write for all fences (`POLLOUT`), as `dma_buf_poll()`
+    /// and `__dma_buf_begin_cpu_access()` (`dma_resv_usage_rw()`) in
+    /// `drivers/dma-buf/dma-buf.c` define them.
+    fn poll_event(self) -> PollFlags {
+        match self {
+            Access::Read => PollFlags::IN,
+            Access::Write | Access::ReadWrite => PollFlags::OUT,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "read-write",
         }
     }
 }
@@ -89,8 +112,8 @@ impl DmaBuf {
             )
         }
         .map_err(|e| Error::os("mmap", "dma-buf", e))?;
-        let ptr = NonNull::new(ptr.cast::<u64>())
-            .ok_or_else(|| Error::os("mmap", "dma-buf", rustix::io::Errno::FAULT))?;
+        let ptr = NonNull::new(ptr.cast::<AtomicU64>())
+            .ok_or_else(|| Error::os("mmap", "dma-buf", Errno::FAULT))?;
         Ok(Mapping {
             ptr,
             len,
@@ -143,7 +166,7 @@ impl From<DmaBuf> for OwnedFd {
     }
 }
 
-fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
+fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> rustix::io::Result<()> {
     // SAFETY: DMA_BUF_IOCTL_SYNC is `_IOW('b', 0, struct dma_buf_sync)` and
     // `DmaBufSync` mirrors that structure; the kernel only reads it.
     unsafe {
@@ -152,15 +175,49 @@ fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> Result<()> {
             Setter::<{ sys::DMA_BUF_IOCTL_SYNC }, sys::DmaBufSync>::new(sys::DmaBufSync { flags }),
         )
     }
-    .map_err(|e| Error::os("DMA_BUF_IOCTL_SYNC", "dma-buf", e))
+}
+
+/// `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_START`, bounded by `deadline`.
+///
+/// The ioctl waits, without a timeout, for the fences in the reservation
+/// that `access` conflicts with (`__dma_buf_begin_cpu_access()`:
+/// `dma_resv_wait_timeout(..., MAX_SCHEDULE_TIMEOUT)`), so `poll()` waits
+/// for the same fences first, for what is left of `deadline`. After `EINTR`
+/// both are issued again with the time left, never the full timeout.
+///
+/// A fence added between the `poll()` and the ioctl is still waited for
+/// without a bound by the kernel; every fence of this driver has one (job
+/// timeouts, user-fence deadlines).
+fn sync_start(fd: BorrowedFd<'_>, access: Access, deadline: &Deadline) -> Result<()> {
+    loop {
+        if !poll_until(fd, access.poll_event(), deadline, "dma-buf")? {
+            return Err(deadline.expired(format!(
+                "the fences of a dma-buf before CPU {} access",
+                access.name()
+            )));
+        }
+        match dma_buf_sync(fd, sys::DMA_BUF_SYNC_START | access.flags()) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(Error::os("DMA_BUF_IOCTL_SYNC", "dma-buf", e)),
+        }
+    }
 }
 
 /// A shared mapping of a whole dma-buf, unmapped on drop. The memory stays
 /// valid (the mapping holds a reference to the dma-buf) even after every fd
 /// of the buffer is closed.
+///
+/// The memory is shared with other processes and devices, which may write it
+/// at any time, so it is only ever seen as [`AtomicU64`]s: every access is an
+/// atomic load or store (`Ordering::Relaxed` suffices; on aarch64 and x86-64
+/// these are plain 64-bit loads and stores). Only loads and stores are meant
+/// for it: read-modify-write atomics (`fetch_add`, `compare_exchange`) need
+/// cacheable memory and may fault on a write-combined mapping.
 #[derive(Debug)]
 pub struct Mapping {
-    ptr: NonNull<u64>,
+    /// Start of the mapping: page-aligned, so aligned for `AtomicU64`.
+    ptr: NonNull<AtomicU64>,
     /// Length in bytes, a non-zero multiple of 8.
     len: usize,
     /// Duplicate of the dma-buf fd for `DMA_BUF_IOCTL_SYNC`; `None` after
@@ -168,9 +225,12 @@ pub struct Mapping {
     fd: Option<OwnedFd>,
 }
 
-// SAFETY: the mapping is plain shared memory owned by this value; access goes
-// through `&self`/`&mut self` borrows.
+// SAFETY: the mapping is shared memory owned by this value, not tied to a
+// thread; it is unmapped once, by the owner's `Drop`.
 unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only gives out `&[AtomicU64]`: concurrent accesses from
+// several threads are atomic, as they are with other processes.
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Length in bytes.
@@ -185,16 +245,31 @@ impl Mapping {
 
     /// Starts CPU access (`DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_START`,
     /// which waits for the fences in the buffer's reservation that the
-    /// access conflicts with). The access ends when the guard is dropped or
-    /// [`CpuAccess::end`]ed.
+    /// access conflicts with: a read for the write fences, a write for all).
+    /// The access ends when the guard is dropped or [`CpuAccess::end`]ed.
     ///
-    /// Errors: [`Error::InvalidArgument`] after [`close_fd`](Self::close_fd).
-    pub fn begin(&mut self, access: Access) -> Result<CpuAccess<'_>> {
+    /// Waits at most `timeout` in all: `poll()` on the dma-buf waits for
+    /// those fences first (see `Documentation/driver-api/dma-buf.rst`,
+    /// "Implicit Fence Poll Support"), since the ioctl itself has no timeout.
+    ///
+    /// Errors: [`Error::Timeout`] if the fences are still pending after
+    /// `timeout`; [`Error::InvalidArgument`] after
+    /// [`close_fd`](Self::close_fd).
+    pub fn begin(&mut self, access: Access, timeout: Duration) -> Result<CpuAccess<'_>> {
+        self.begin_until(access, &Deadline::after(timeout))
+    }
+
+    /// [`begin`](Self::begin) with an absolute deadline.
+    pub(crate) fn begin_until(
+        &mut self,
+        access: Access,
+        deadline: &Deadline,
+    ) -> Result<CpuAccess<'_>> {
         let fd = self
             .fd
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("the mapping's fd was closed".into()))?;
-        dma_buf_sync(fd.as_fd(), sys::DMA_BUF_SYNC_START | access.flags())?;
+        sync_start(fd.as_fd(), access, deadline)?;
         Ok(CpuAccess {
             map: self,
             flags: access.flags(),
@@ -204,17 +279,23 @@ impl Mapping {
 
     /// Closes the mapping's own fd, so that only the mapping itself keeps the
     /// buffer alive. [`begin`](Self::begin) fails afterwards; use
-    /// [`unsynced_mut`](Self::unsynced_mut).
+    /// [`unsynced`](Self::unsynced).
     pub fn close_fd(&mut self) {
         self.fd = None;
     }
 
-    /// The whole mapping as `u64`s, without `DMA_BUF_IOCTL_SYNC` bracketing:
-    /// only correct on cache-coherent buffers or when no device accesses them.
-    pub fn unsynced_mut(&mut self) -> &mut [u64] {
-        // SAFETY: `ptr` is a live, page-aligned mapping of `len` bytes
-        // (a multiple of 8) owned by `self`, which is exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len / 8) }
+    /// The whole mapping as native-endian `u64` words, without
+    /// `DMA_BUF_IOCTL_SYNC` bracketing: only correct on cache-coherent
+    /// buffers or when no device accesses them.
+    pub fn unsynced(&self) -> &[AtomicU64] {
+        // SAFETY: `ptr` is a live mapping of `len` bytes (a multiple of 8),
+        // page-aligned and readable and writable, that stays mapped while
+        // `self` is borrowed. `AtomicU64` has the size and bit validity of
+        // `u64` (every bit pattern is valid) and an alignment of 8, which the
+        // page alignment satisfies. Other processes and devices may write the
+        // memory concurrently: every access through the slice is atomic, so
+        // none of them is a data race for this process.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len / 8) }
     }
 }
 
@@ -231,6 +312,12 @@ impl Drop for Mapping {
 /// CPU access to a [`Mapping`] between `DMA_BUF_SYNC_START` and
 /// `DMA_BUF_SYNC_END` (issued on drop, or by [`end`](Self::end) to see its
 /// error).
+///
+/// The buffer is seen as [`AtomicU64`]s ([`words`](Self::words)), or copied
+/// in and out ([`read_into`](Self::read_into),
+/// [`write_from`](Self::write_from)): a peer that ignores the protocol, or a
+/// device job, may still write it during the access, which makes its data
+/// wrong but is no undefined behaviour.
 #[derive(Debug)]
 pub struct CpuAccess<'a> {
     map: &'a mut Mapping,
@@ -239,16 +326,31 @@ pub struct CpuAccess<'a> {
 }
 
 impl CpuAccess<'_> {
-    /// The buffer as `u64`s (native endian).
-    pub fn as_slice(&self) -> &[u64] {
-        // SAFETY: the mapping is live for `'a` and exclusively borrowed by
-        // this guard; `len / 8` u64s fit in it and it is page-aligned.
-        unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr(), self.map.len / 8) }
+    /// The buffer as native-endian `u64` words; access them with
+    /// `load`/`store` and [`Ordering::Relaxed`] (the `DMA_BUF_IOCTL_SYNC`
+    /// bracket orders them against the device and the peer).
+    pub fn words(&self) -> &[AtomicU64] {
+        self.map.unsynced()
     }
 
-    /// The buffer as mutable `u64`s (native endian).
-    pub fn as_mut_slice(&mut self) -> &mut [u64] {
-        self.map.unsynced_mut()
+    /// Copies the first `dst.len()` words (at most the whole buffer) into
+    /// `dst`; returns how many words were copied.
+    pub fn read_into(&self, dst: &mut [u64]) -> usize {
+        let words = self.words();
+        for (d, w) in dst.iter_mut().zip(words) {
+            *d = w.load(Ordering::Relaxed);
+        }
+        dst.len().min(words.len())
+    }
+
+    /// Copies `src` into the first `src.len()` words (at most the whole
+    /// buffer); returns how many words were copied.
+    pub fn write_from(&self, src: &[u64]) -> usize {
+        let words = self.words();
+        for (w, &s) in words.iter().zip(src) {
+            w.store(s, Ordering::Relaxed);
+        }
+        src.len().min(words.len())
     }
 
     /// Ends the access (`DMA_BUF_SYNC_END`) and reports its error.
@@ -259,7 +361,9 @@ impl CpuAccess<'_> {
 
     fn sync_end(&self) -> Result<()> {
         match &self.map.fd {
-            Some(fd) => dma_buf_sync(fd.as_fd(), sys::DMA_BUF_SYNC_END | self.flags),
+            // DMA_BUF_SYNC_END waits for no fence (dma_buf_end_cpu_access()).
+            Some(fd) => dma_buf_sync(fd.as_fd(), sys::DMA_BUF_SYNC_END | self.flags)
+                .map_err(|e| Error::os("DMA_BUF_IOCTL_SYNC", "dma-buf", e)),
             None => Ok(()),
         }
     }
@@ -272,5 +376,17 @@ impl Drop for CpuAccess<'_> {
                 log::warn!("{e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_poll_events_follow_dma_buf_poll() {
+        assert_eq!(Access::Read.poll_event(), PollFlags::IN);
+        assert_eq!(Access::Write.poll_event(), PollFlags::OUT);
+        assert_eq!(Access::ReadWrite.poll_event(), PollFlags::OUT);
     }
 }

@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use rustix::event::Timespec;
 
-/// The end of a wait: a timeout after the operation began.
+use crate::error::Error;
+
+/// The end of a wait: `timeout` after the operation began, or never.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline {
-    /// `None`: no bound (a timeout beyond `Instant`'s range).
+    /// `None`: no bound (no timeout, or one beyond `Instant`'s range).
     at: Option<Instant>,
+    /// The relative timeout this deadline was made from, for errors.
+    timeout: Duration,
 }
 
 impl Deadline {
@@ -21,6 +25,7 @@ impl Deadline {
     pub(crate) fn after(timeout: Duration) -> Deadline {
         Deadline {
             at: Instant::now().checked_add(timeout),
+            timeout,
         }
     }
 
@@ -42,6 +47,14 @@ impl Deadline {
         self.remaining().map_or(u64::MAX, |d| {
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
         })
+    }
+
+    /// [`Error::Timeout`] for `what`, with this deadline's timeout.
+    pub(crate) fn expired(&self, what: impl Into<String>) -> Error {
+        Error::Timeout {
+            what: what.into(),
+            timeout: self.timeout,
+        }
     }
 }
 
@@ -75,5 +88,7 @@ mod tests {
         assert_eq!(d.remaining(), None);
         assert!(d.poll_timeout().is_none());
         assert_eq!(d.remaining_ns(), u64::MAX);
+        let e = Deadline::after(Duration::from_millis(7)).expired("x");
+        assert_eq!(e.to_string(), "timed out after 7 ms waiting for x");
     }
 }

@@ -5,7 +5,9 @@
 //!   (ABI: [`dmapingpong_uapi`]).
 //! * [`DmaBuf`]: an owned dma-buf fd with its size. [`DmaBuf::mmap`] maps it
 //!   ([`Mapping`]); [`Mapping::begin`] brackets CPU access with
-//!   `DMA_BUF_IOCTL_SYNC` ([`CpuAccess`]). Polling and sync_file export follow
+//!   `DMA_BUF_IOCTL_SYNC` ([`CpuAccess`]). Mapped memory is shared with other
+//!   processes and devices and is only seen as atomics
+//!   ([`CpuAccess::words`]). Polling and sync_file export follow
 //!   `include/uapi/linux/dma-buf.h`.
 //! * [`SyncFile`]: an owned sync_file fd (`include/uapi/linux/sync_file.h`),
 //!   waited for with `poll()` and queried with `SYNC_IOC_FILE_INFO`.
