@@ -29,6 +29,17 @@ impl Deadline {
         }
     }
 
+    /// `timeout` from now, or never for `None`.
+    pub(crate) fn after_opt(timeout: Option<Duration>) -> Deadline {
+        match timeout {
+            Some(t) => Deadline::after(t),
+            None => Deadline {
+                at: None,
+                timeout: Duration::MAX,
+            },
+        }
+    }
+
     /// The time left (zero once passed); `None` without bound.
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.at
@@ -83,11 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn huge_timeouts_wait_without_bound() {
-        let d = Deadline::after(Duration::MAX);
-        assert_eq!(d.remaining(), None);
-        assert!(d.poll_timeout().is_none());
-        assert_eq!(d.remaining_ns(), u64::MAX);
+    fn unbounded_and_huge_timeouts_wait_without_bound() {
+        for d in [Deadline::after_opt(None), Deadline::after(Duration::MAX)] {
+            assert_eq!(d.remaining(), None);
+            assert!(d.poll_timeout().is_none());
+            assert_eq!(d.remaining_ns(), u64::MAX);
+        }
         let e = Deadline::after(Duration::from_millis(7)).expired("x");
         assert_eq!(e.to_string(), "timed out after 7 ms waiting for x");
     }

@@ -97,6 +97,14 @@ pub enum Error {
     /// An argument outside its documented range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A [`Channel`](crate::Channel) lost the message boundaries in one
+    /// direction (a timeout, a malformed header or lost fds in the middle of
+    /// a message): no further message can be exchanged in that direction.
+    #[error("channel out of sync, unusable: {reason}")]
+    ChannelBroken {
+        /// What broke it.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -12,7 +12,7 @@
 //! * [`SyncFile`]: an owned sync_file fd (`include/uapi/linux/sync_file.h`),
 //!   waited for with `poll()` and queried with `SYNC_IOC_FILE_INFO`.
 //! * [`Channel`]: a connected Unix stream socket carrying typed [`Message`]s
-//!   and fds (`SCM_RIGHTS`) with receive timeouts.
+//!   and fds (`SCM_RIGHTS`), each sent or received within one timeout.
 //! * [`pingpong`]: the two-process ping-pong engine over a [`Channel`], and
 //!   [`pattern`]: the data pattern it writes and verifies.
 //! * [`module`]: unloading and loading the driver's module.
