@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 use crate::fence::{SyncFile, poll_fd, poll_until};
 use crate::sys;
 
+/// `DMA_BUF_MAGIC` (`include/uapi/linux/magic.h`): the `f_type` that
+/// `fstatfs()` reports for a dma-buf fd (the kernel's `dmabuf` pseudo file
+/// system, `drivers/dma-buf/dma-buf.c`).
+pub const DMA_BUF_MAGIC: u64 = 0x444d_4142;
+
 /// Direction of CPU access, or which fences to export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -71,7 +76,26 @@ impl DmaBuf {
 
     /// Wraps a dma-buf fd (e.g. received from a peer), taking its size from
     /// `lseek(fd, 0, SEEK_END)`, which dma-bufs support.
+    ///
+    /// Errors: [`Error::NotADmaBuf`] if `fstatfs()` does not report
+    /// [`DMA_BUF_MAGIC`]: any other file (a memfd, a tmpfs or regular file,
+    /// a pipe) is refused, since a peer could truncate it under our mapping
+    /// and kill us with `SIGBUS` on the next access. The fd is closed.
     pub fn from_fd(fd: OwnedFd) -> Result<DmaBuf> {
+        let what = format!("fd {}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        DmaBuf::from_fd_named(fd, &what)
+    }
+
+    /// [`from_fd`](Self::from_fd), naming the fd `what` in
+    /// [`Error::NotADmaBuf`].
+    pub(crate) fn from_fd_named(fd: OwnedFd, what: &str) -> Result<DmaBuf> {
+        let fs_magic = fs_magic(fd.as_fd())?;
+        if fs_magic != DMA_BUF_MAGIC {
+            return Err(Error::NotADmaBuf {
+                what: what.into(),
+                fs_magic,
+            });
+        }
         let size = rustix::fs::seek(&fd, SeekFrom::End(0))
             .map_err(|e| Error::os("lseek", "dma-buf", e))?;
         Ok(DmaBuf { fd, size })
@@ -164,6 +188,13 @@ impl From<DmaBuf> for OwnedFd {
     fn from(buf: DmaBuf) -> OwnedFd {
         buf.fd
     }
+}
+
+/// The file system magic of `fd` (`fstatfs()`'s `f_type`).
+fn fs_magic(fd: BorrowedFd<'_>) -> Result<u64> {
+    let st = rustix::fs::fstatfs(fd).map_err(|e| Error::os("fstatfs", "dma-buf", e))?;
+    // `f_type` is a `__kernel_long_t` (or `__u32`); magics are positive.
+    Ok(st.f_type as u64)
 }
 
 fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> rustix::io::Result<()> {
@@ -382,6 +413,48 @@ impl Drop for CpuAccess<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rustix::fs::MemfdFlags;
+
+    fn memfd(size: u64) -> OwnedFd {
+        let fd = rustix::fs::memfd_create("dmapingpong-test", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, size).unwrap();
+        fd
+    }
+
+    /// A memfd (what a hostile peer sends instead of a dma-buf) is refused
+    /// before anything maps it, with the fd's file system named.
+    #[test]
+    fn from_fd_refuses_a_memfd() {
+        let fd = memfd(1 << 16);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let tmpfs_magic = fs_magic(fd.as_fd()).unwrap();
+        assert_ne!(tmpfs_magic, DMA_BUF_MAGIC);
+        match DmaBuf::from_fd(fd) {
+            Err(Error::NotADmaBuf { what, fs_magic }) => {
+                assert_eq!(what, format!("fd {raw}"));
+                assert_eq!(fs_magic, tmpfs_magic);
+            }
+            other => panic!("a memfd was taken for a dma-buf: {other:?}"),
+        }
+        let e = DmaBuf::from_fd(memfd(4096)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is not a dma-buf (file system magic 0x")
+                && e.to_string().ends_with("a dma-buf has 0x444d4142)"),
+            "{e}"
+        );
+    }
+
+    /// Other kinds of files are refused too: a device node, a socket.
+    #[test]
+    fn from_fd_refuses_device_nodes_and_sockets() {
+        let null = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let (a, _b) = crate::Channel::pair().unwrap();
+        for fd in [null, a.into()] {
+            assert!(matches!(DmaBuf::from_fd(fd), Err(Error::NotADmaBuf { .. })));
+        }
+    }
 
     #[test]
     fn access_poll_events_follow_dma_buf_poll() {

@@ -7,7 +7,8 @@
 //!   ([`Mapping`]); [`Mapping::begin`] brackets CPU access with
 //!   `DMA_BUF_IOCTL_SYNC` ([`CpuAccess`]). Mapped memory is shared with other
 //!   processes and devices and is only seen as atomics
-//!   ([`CpuAccess::words`]). Polling and sync_file export follow
+//!   ([`CpuAccess::words`]). [`DmaBuf::from_fd`] refuses fds that are not
+//!   dma-bufs. Polling and sync_file export follow
 //!   `include/uapi/linux/dma-buf.h`.
 //! * [`SyncFile`]: an owned sync_file fd (`include/uapi/linux/sync_file.h`),
 //!   waited for with `poll()` and queried with `SYNC_IOC_FILE_INFO`.
@@ -33,7 +34,7 @@ pub mod pingpong;
 pub mod stats;
 mod sys;
 
-pub use buffer::{Access, CpuAccess, DmaBuf, Mapping};
+pub use buffer::{Access, CpuAccess, DMA_BUF_MAGIC, DmaBuf, Mapping};
 pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
 pub use device::{Device, Engine, Job, JobOp, SubmittedJob, Usage};
 pub use dmapingpong_uapi as uapi;

@@ -391,9 +391,12 @@ pub fn pong(dev: &Device, chan: &Channel, timeout: Duration) -> Result<Stats> {
                 fds.len()
             )));
         }
+        // Refuses anything but dma-bufs (a memfd the peer could truncate
+        // under our mappings, say) before mapping any of them.
         let bufs = fds
             .into_iter()
-            .map(DmaBuf::from_fd)
+            .enumerate()
+            .map(|(b, fd)| DmaBuf::from_fd_named(fd, &format!("buffer {b} of the ping side")))
             .collect::<Result<Vec<_>>>()?;
         if let Some((b, buf)) = bufs.iter().enumerate().find(|(_, buf)| buf.size() != size) {
             return Err(Error::Protocol(format!(
@@ -489,6 +492,37 @@ mod tests {
                 matches!(bad.validate(), Err(Error::InvalidArgument(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// pong refuses a memfd sent as a buffer before mapping it (the peer
+    /// truncated it: any access of a mapping would raise SIGBUS), and tells
+    /// the peer why. pong uses the device only after the hello: `/dev/null`
+    /// stands in for it on the host.
+    #[test]
+    fn pong_refuses_a_memfd_from_the_peer() {
+        use rustix::fs::MemfdFlags;
+        let dev = Device::open("/dev/null").unwrap();
+        let (ping_end, pong_end) = Channel::pair().unwrap();
+        ping_end.set_timeout(Duration::from_secs(5)).unwrap();
+        let memfd = rustix::fs::memfd_create("not-a-dma-buf", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&memfd, 1 << 16).unwrap();
+        let hello = Message::Hello {
+            mode: Mode::Explicit,
+            buffers: 1,
+            size: 1 << 16,
+            rounds: 1,
+        };
+        ping_end.send(&hello, &[memfd.as_fd()]).unwrap();
+        rustix::fs::ftruncate(&memfd, 0).unwrap();
+        let err = pong(&dev, &pong_end, Duration::from_millis(500)).unwrap_err();
+        assert!(
+            matches!(&err, Error::NotADmaBuf { what, .. } if what == "buffer 0 of the ping side"),
+            "{err}"
+        );
+        match ping_end.recv("the refusal") {
+            Err(Error::PeerAborted(reason)) => assert_eq!(reason, err.to_string()),
+            other => panic!("the peer got {other:?}"),
         }
     }
 
