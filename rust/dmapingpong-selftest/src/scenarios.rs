@@ -60,6 +60,7 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
     tests.push(test("fence_semantics", fence_semantics));
     tests.push(test("lifetimes_close_order", lifetimes_close_order));
     tests.push(test("peer_exits_unsignalled", peer_exits_unsignalled));
+    tests.push(test("peer_sends_memfd", peer_sends_memfd));
     if cfg.module.unload_check {
         tests.push(test("module_pinned", module_pinned));
     }
@@ -541,6 +542,61 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
         start.elapsed().as_millis()
     ));
     reap(child, Role::ExitImplicit, timeout)
+}
+
+/// `TMPFS_MAGIC` (`include/uapi/linux/magic.h`): the file system of a
+/// memfd (shmem).
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// The number of open fds of this process.
+fn open_fds() -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")
+        .context("read /proc/self/fd")?
+        .count())
+}
+
+/// A hostile peer sends a memfd instead of a dma-buf and truncates it (a
+/// mapping of it would fault with SIGBUS): pong refuses it before mapping
+/// anything, with [`dmapingpong::Error::NotADmaBuf`] naming the buffer and
+/// its file system, tells the peer why, closes the fd and lives on.
+fn peer_sends_memfd(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let fds_before = open_fds()?;
+    let dev = Device::open(&cfg.device)?;
+    let (child, chan) = spawn(cfg, Role::SendMemfd)?;
+    let result = pingpong::pong(&dev, &chan, timeout(cfg));
+    drop(chan);
+    let reaped = reap(child, Role::SendMemfd, timeout(cfg));
+    match &result {
+        Err(e @ dmapingpong::Error::NotADmaBuf { what, fs_magic }) => {
+            ensure!(
+                what == "buffer 0 of the ping side" && *fs_magic == TMPFS_MAGIC,
+                "refused {what} with file system magic {fs_magic:#x}, expected buffer 0 \
+                 with TMPFS_MAGIC {TMPFS_MAGIC:#x}"
+            );
+            let text = e.to_string();
+            ensure!(
+                text == "buffer 0 of the ping side is not a dma-buf \
+                         (file system magic 0x1021994, a dma-buf has 0x444d4142)",
+                "unclear error: {text}"
+            );
+            diags.push(format!("pong: {text}"));
+        }
+        Err(e) => {
+            bail!("pong failed with \"{e}\", expected it to refuse the memfd as not a dma-buf")
+        }
+        Ok(stats) => bail!("pong took a memfd for a dma-buf and ran a session: {stats}"),
+    }
+    // The child exits successfully only if it heard why.
+    reaped.context("the peer did not get the refusal")?;
+    // Still alive, and the device still works for us.
+    dev.info().context("GET_INFO after the refusal")?;
+    drop(dev);
+    let fds_after = open_fds()?;
+    ensure!(
+        fds_after == fds_before,
+        "{fds_before} fds open before, {fds_after} after: the memfd was not closed"
+    );
+    Ok(())
 }
 
 fn modtool(tool: &str, name: &str) -> anyhow::Result<Result<(), String>> {
