@@ -456,6 +456,33 @@ mod tests {
         }
     }
 
+    /// The atomic view and the copies in and out, on a shared memfd mapping
+    /// (no dma-buf on the host; the guard is built without the ioctl).
+    #[test]
+    fn copy_in_and_out_of_the_atomic_view() {
+        let buf = DmaBuf::from_parts(memfd(4096), 4096);
+        let mut map = buf.mmap().unwrap();
+        let other = buf.mmap().unwrap();
+        let cpu = CpuAccess {
+            map: &mut map,
+            flags: 0,
+            ended: true,
+        };
+        assert_eq!(cpu.words().len(), 512);
+        assert_eq!(cpu.write_from(&[1, 2, 3]), 3);
+        // Another mapping of the same pages sees the stores.
+        assert_eq!(other.unsynced()[2].load(Ordering::Relaxed), 3);
+        other.unsynced()[3].store(4, Ordering::Relaxed);
+        let mut out = [0u64; 5];
+        assert_eq!(cpu.read_into(&mut out), 5);
+        assert_eq!(out, [1, 2, 3, 4, 0]);
+        let mut all = vec![7u64; 600];
+        assert_eq!(cpu.read_into(&mut all), 512);
+        assert_eq!((all[3], all[511], all[512]), (4, 0, 7));
+        assert_eq!(cpu.write_from(&vec![9; 600]), 512);
+        assert_eq!(other.unsynced()[511].load(Ordering::Relaxed), 9);
+    }
+
     #[test]
     fn access_poll_events_follow_dma_buf_poll() {
         assert_eq!(Access::Read.poll_event(), PollFlags::IN);
