@@ -113,8 +113,8 @@ pub fn run(args: &Args) -> Result<()> {
         Role::Exporter => {
             let dev = Device::open(&args.device)?;
             let buf = dev.alloc(args.size)?;
-            let mut map = buf.mmap()?;
-            pattern::fill(map.unsynced_mut(), 7, 0);
+            let map = buf.mmap()?;
+            pattern::fill(map.unsynced(), 7, 0);
             chan.send_buffer(&buf, Mode::Explicit)?;
             Ok(())
         }
@@ -127,9 +127,9 @@ pub fn run(args: &Args) -> Result<()> {
             let buf = DmaBuf::from_fd(fds.remove(0))?;
             let mut map = buf.mmap()?;
             {
-                let mut cpu = map.begin(dmapingpong::Access::ReadWrite)?;
-                pattern::verify(cpu.as_slice(), 8, 0).ctx("the exporter's data")?;
-                pattern::fill(cpu.as_mut_slice(), 9, 0);
+                let cpu = map.begin(dmapingpong::Access::ReadWrite, timeout)?;
+                pattern::verify(cpu.words(), 8, 0).ctx("the exporter's data")?;
+                pattern::fill(cpu.words(), 9, 0);
                 cpu.end()?;
             }
             drop(map);
@@ -140,9 +140,9 @@ pub fn run(args: &Args) -> Result<()> {
         Role::TouchUnmapped => {
             let dev = Device::open(&args.device)?;
             let buf = dev.alloc(args.size)?;
-            let mut map = sys::RawMap::shared(buf.as_fd(), buf.size() as usize, 0)
+            let map = sys::RawMap::shared(buf.as_fd(), buf.size() as usize, 0)
                 .map_err(|e| Failure::os("mmap", e))?;
-            map.bytes()[0] = 1;
+            map.bytes()[0].store(1, std::sync::atomic::Ordering::Relaxed);
             let addr = map.addr();
             drop(map);
             chan.send(&Message::Round { round: 0, seq: 0 }, &[])?;

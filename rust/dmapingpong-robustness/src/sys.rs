@@ -9,6 +9,7 @@
 use std::ffi::{CStr, c_void};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicU64};
 
 use dmapingpong::Errno;
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode, ioctl};
@@ -233,7 +234,9 @@ pub fn fdinfo(fd: impl AsFd) -> std::io::Result<String> {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))
 }
 
-/// A mapping made with arbitrary arguments, unmapped on drop.
+/// A mapping made with arbitrary arguments, unmapped on drop. Its memory is
+/// shared with other processes and the device, so it is only seen as atomics
+/// (as `dmapingpong::Mapping` sees it).
 #[derive(Debug)]
 pub struct RawMap {
     ptr: NonNull<u8>,
@@ -281,10 +284,20 @@ impl RawMap {
     }
 
     /// The mapped bytes.
-    pub fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` is a live mapping of `len` bytes owned by `self`,
-        // which is exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    pub fn bytes(&self) -> &[AtomicU8] {
+        // SAFETY: `ptr` is a live mapping of `len` bytes that stays mapped
+        // while `self` is borrowed (`protect`/`remap` take `&mut self`).
+        // `AtomicU8` has the size, alignment and bit validity of `u8`;
+        // other processes may write the memory, but every access through
+        // the slice is atomic.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len) }
+    }
+
+    /// The mapped memory as native-endian `u64` words (`len / 8` of them).
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: as in `bytes`; mappings are page-aligned, so aligned for
+        // `AtomicU64`, which has the size and bit validity of `u64`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len / 8) }
     }
 
     /// `mprotect()` of the whole mapping.
@@ -327,6 +340,8 @@ pub fn touch_unmapped(addr: usize) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[test]
@@ -357,10 +372,14 @@ mod tests {
     fn mappings_of_a_memfd() {
         let fd = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 8192).unwrap();
-        let mut m = RawMap::shared(fd.as_fd(), 4096, 4096).unwrap();
-        m.bytes()[0] = 7;
-        let mut whole = RawMap::shared(fd.as_fd(), 8192, 0).unwrap();
-        assert_eq!(whole.bytes()[4096], 7);
+        let m = RawMap::shared(fd.as_fd(), 4096, 4096).unwrap();
+        m.bytes()[0].store(7, Ordering::Relaxed);
+        let whole = RawMap::shared(fd.as_fd(), 8192, 0).unwrap();
+        assert_eq!(whole.bytes()[4096].load(Ordering::Relaxed), 7);
+        assert_eq!(
+            whole.words()[512].load(Ordering::Relaxed).to_ne_bytes()[0],
+            7
+        );
         assert!(cloexec(&fd).unwrap());
         assert!(fdinfo(&fd).unwrap().contains("flags:"));
         // Unknown ioctls on a memfd.

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use dmapingpong::{Access, Channel, Device, DmaBuf, Message, Usage, pattern, pingpong};
+use dmapingpong::pingpong::Mode;
+use dmapingpong::{Access, Channel, Device, DmaBuf, Error, Message, Usage, pattern, pingpong};
+use rustix::fs::MemfdFlags;
 
 /// What the child does.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -23,7 +25,15 @@ pub enum Role {
     /// Receives one buffer (Hello), adds a write fence to it, sends
     /// Round{0, 0}, waits for Round{0, 1} and exits without signalling.
     ExitImplicit,
+    /// Plays a hostile ping side: sends a memfd of [`MEMFD_SIZE`] bytes in
+    /// place of a dma-buf, in the Hello of a one-buffer session (what
+    /// `Channel::send_buffer` sends), truncates it to 0 bytes, and expects the
+    /// parent's Abort saying that the fd is not a dma-buf.
+    SendMemfd,
 }
+
+/// Size of the memfd [`Role::SendMemfd`] sends, in bytes.
+pub const MEMFD_SIZE: u64 = 64 * 1024;
 
 fn expect(
     chan: &Channel,
@@ -64,13 +74,13 @@ pub fn run(role: Role, device: &Path, timeout_ms: u64) -> anyhow::Result<()> {
             expect(&chan, Message::Round { round: 0, seq: 0 }, "go")?;
             let mut map = buf.mmap()?;
             {
-                let mut cpu = map.begin(Access::ReadWrite)?;
-                pattern::verify(cpu.as_slice(), 0, 0).context("the parent's data")?;
-                pattern::fill(cpu.as_mut_slice(), 1, 0);
+                let cpu = map.begin(Access::ReadWrite, timeout)?;
+                pattern::verify(cpu.words(), 0, 0).context("the parent's data")?;
+                pattern::fill(cpu.words(), 1, 0);
                 cpu.end()?;
             }
-            let cpu = map.begin(Access::Read)?;
-            pattern::verify(cpu.as_slice(), 1, 0).context("reading back our data")?;
+            let cpu = map.begin(Access::Read, timeout)?;
+            pattern::verify(cpu.words(), 1, 0).context("reading back our data")?;
             cpu.end()?;
             drop(map);
             drop(buf);
@@ -95,6 +105,26 @@ pub fn run(role: Role, device: &Path, timeout_ms: u64) -> anyhow::Result<()> {
                 fence.seqno()
             );
             // Closing `dev` at exit cancels the fence.
+        }
+        Role::SendMemfd => {
+            let memfd = rustix::fs::memfd_create("dmapingpong-not-a-dma-buf", MemfdFlags::CLOEXEC)
+                .context("memfd_create")?;
+            rustix::fs::ftruncate(&memfd, MEMFD_SIZE).context("ftruncate")?;
+            let hello = Message::Hello {
+                mode: Mode::Explicit,
+                buffers: 1,
+                size: MEMFD_SIZE,
+                rounds: 1,
+            };
+            chan.send(&hello, &[memfd.as_fd()])?;
+            // From now on, a mapping of it faults (SIGBUS) on every access.
+            rustix::fs::ftruncate(&memfd, 0).context("ftruncate to 0")?;
+            match chan.recv("the parent's answer") {
+                Err(Error::PeerAborted(reason)) if reason.contains("is not a dma-buf") => {
+                    log::info!("refused as it should: {reason}");
+                }
+                other => bail!("expected an abort refusing the memfd, got {other:?}"),
+            }
         }
     }
     Ok(())

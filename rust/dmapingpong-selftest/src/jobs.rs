@@ -3,6 +3,7 @@
 //! synchronized with user space by fences.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -93,10 +94,11 @@ fn wait_ok(cfg: &Config, job: &SubmittedJob, what: &str) -> anyhow::Result<()> {
 }
 
 /// Checks that every word of `buf` is `f(index)`.
-fn verify(buf: &DmaBuf, what: &str, f: impl Fn(usize) -> u64) -> anyhow::Result<()> {
+fn verify(cfg: &Config, buf: &DmaBuf, what: &str, f: impl Fn(usize) -> u64) -> anyhow::Result<()> {
     let mut map = buf.mmap()?;
-    let cpu = map.begin(Access::Read)?;
-    if let Some((i, &got)) = cpu.as_slice().iter().enumerate().find(|&(i, &v)| v != f(i)) {
+    let cpu = map.begin(Access::Read, timeout(cfg))?;
+    let words = cpu.words().iter().map(|w| w.load(Ordering::Relaxed));
+    if let Some((i, got)) = words.enumerate().find(|&(i, v)| v != f(i)) {
         bail!(
             "{what}: word {i} (byte {}) is {got:#x}, expected {:#x}",
             i * 8,
@@ -139,12 +141,12 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             before.engine
         );
         wait_ok(cfg, &job, &format!("round {round}: fill"))?;
-        verify(&a, &format!("round {round}: filled buffer"), |_| even)?;
+        verify(cfg, &a, &format!("round {round}: filled buffer"), |_| even)?;
         let odd = |i: usize| (round << 32) | (2 * i as u64 + 1);
         let mut map = a.mmap()?;
-        let mut cpu = map.begin(Access::Write)?;
-        for (i, w) in cpu.as_mut_slice().iter_mut().enumerate() {
-            *w = odd(i);
+        let cpu = map.begin(Access::Write, timeout(cfg))?;
+        for (i, w) in cpu.words().iter().enumerate() {
+            w.store(odd(i), Ordering::Relaxed);
         }
         cpu.end()?;
         drop(map);
@@ -152,7 +154,7 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         let job = dev.submit_job(&copy(&b, &a, &[]))?;
         wait_ok(cfg, &job, &format!("round {round}: copy"))?;
         copy_time += start.elapsed();
-        verify(&b, &format!("round {round}: copied buffer"), odd)?;
+        verify(cfg, &b, &format!("round {round}: copied buffer"), odd)?;
     }
     // Figures, not checks: the engine's copies against a CPU copy of the
     // same buffers by this process in the same run (through both mappings).
@@ -160,9 +162,11 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let (mut map_a, mut map_b) = (a.mmap()?, b.mmap()?);
     for _ in 0..cfg.jobs.rounds {
         let start = Instant::now();
-        let src = map_a.begin(Access::Read)?;
-        let mut dst = map_b.begin(Access::Write)?;
-        dst.as_mut_slice().copy_from_slice(src.as_slice());
+        let src = map_a.begin(Access::Read, timeout(cfg))?;
+        let dst = map_b.begin(Access::Write, timeout(cfg))?;
+        for (d, s) in dst.words().iter().zip(src.words()) {
+            d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         dst.end()?;
         src.end()?;
         cpu_time += start.elapsed();
@@ -231,10 +235,17 @@ pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         j1.fence.context() != head.context(),
         "jobs share the fence context of CREATE_FENCE"
     );
-    // Not through DMA_BUF_IOCTL_SYNC: it would wait, without a timeout, for
-    // the chain's pending write fence in the buffer's reservation.
+    // CPU access waits for the chain's pending write fence in the buffer's
+    // reservation, within its timeout; the unsynchronised view shows that
+    // nothing was written yet.
     let mut map = c.mmap()?;
-    if let Some(i) = map.unsynced_mut().iter().position(|&w| w != 0) {
+    match map.begin(Access::Read, SHORT) {
+        Err(dmapingpong::Error::Timeout { .. }) => {}
+        Err(e) => bail!("CPU read access to a buffer with a pending job: {e}"),
+        Ok(_) => bail!("CPU read access started while a job writing the buffer was pending"),
+    }
+    let mut words = map.unsynced().iter().map(|w| w.load(Ordering::Relaxed));
+    if let Some(i) = words.position(|w| w != 0) {
         bail!("last buffer written (word {i}) before the chain ran");
     }
     drop(map);
@@ -247,8 +258,8 @@ pub fn job_chain(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             i + 1
         );
     }
-    verify(&c, "last buffer of the chain", |_| pattern)?;
-    verify(&d, "buffer of the job after the chain", |_| pattern)?;
+    verify(cfg, &c, "last buffer of the chain", |_| pattern)?;
+    verify(cfg, &d, "buffer of the job after the chain", |_| pattern)?;
     diags.push(format!(
         "4 jobs on context {} seqnos {}..={}",
         j1.fence.context(),
@@ -286,17 +297,17 @@ pub fn job_errors(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     dev.signal(&head, Some(Errno::IO))?;
     expect_status(&j2.fence, cfg, Errno::IO, "copy after a failed fill")?;
     expect_status(&j1.fence, cfg, Errno::IO, "fill with a failed in-fence")?;
-    verify(&a, "destination of the failed fill", |_| 0)?;
-    verify(&b, "destination of the failed copy", |_| 0)?;
+    verify(cfg, &a, "destination of the failed fill", |_| 0)?;
+    verify(cfg, &b, "destination of the failed copy", |_| 0)?;
 
     // A failed transfer: the job fails with EIO, the next one works.
     EngineStats::inject_transfer_failures(&cfg.jobs.debugfs, 1)?;
     let j3 = dev.submit_job(&fill(&a, 4, &[]))?;
     expect_status(&j3.fence, cfg, Errno::IO, "fill with a failed transfer")?;
-    verify(&a, "destination of the failed transfer", |_| 0)?;
+    verify(cfg, &a, "destination of the failed transfer", |_| 0)?;
     let j4 = dev.submit_job(&fill(&a, 6, &[]))?;
     wait_ok(cfg, &j4, "fill after the failed transfer")?;
-    verify(&a, "fill after the failed transfer", |_| 6)?;
+    verify(cfg, &a, "fill after the failed transfer", |_| 6)?;
 
     // A dead producer: its pending fence is cancelled, the job fails.
     let other = Device::open(&cfg.device)?;
@@ -417,10 +428,10 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         let status = waiting.fence.sync_file().wait(timeout(cfg))?;
         match (waiting.engine, status) {
             (Engine::Dma, FenceStatus::Error(e)) if e == Errno::CANCELED => {
-                verify(&a, "destination of the cancelled DMA job", |_| 0)?
+                verify(cfg, &a, "destination of the cancelled DMA job", |_| 0)?
             }
             (Engine::Cpu, FenceStatus::Signalled) => {
-                verify(&a, "destination of the CPU job after unbind", |_| 2)?
+                verify(cfg, &a, "destination of the CPU job after unbind", |_| 2)?
             }
             (engine, status) => bail!(
                 "a {engine} job waiting at unbind ended {status:?}, expected {}",
@@ -443,7 +454,7 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             later.engine
         );
         wait_ok(cfg, &later, "fill submitted after unbind")?;
-        verify(&a, "fill submitted after unbind", |_| 4)?;
+        verify(cfg, &a, "fill submitted after unbind", |_| 4)?;
         Ok(a)
     };
     let early_bind = match unbound() {
@@ -481,7 +492,7 @@ pub fn engine_unbind(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
         before.kind()
     );
     wait_ok(cfg, &job, "fill after bind")?;
-    verify(&b, "fill after bind", |_| 6)?;
+    verify(cfg, &b, "fill after bind", |_| 6)?;
     diags.push(format!(
         "unbind with a {} job waiting: {unbind_ms} ms; bound again: {}",
         before.kind(),

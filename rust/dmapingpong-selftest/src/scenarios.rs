@@ -3,6 +3,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -59,6 +60,7 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
     tests.push(test("fence_semantics", fence_semantics));
     tests.push(test("lifetimes_close_order", lifetimes_close_order));
     tests.push(test("peer_exits_unsignalled", peer_exits_unsignalled));
+    tests.push(test("peer_sends_memfd", peer_sends_memfd));
     if cfg.module.unload_check {
         tests.push(test("module_pinned", module_pinned));
     }
@@ -135,16 +137,17 @@ fn alloc_mmap_zeroed(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         buf.size()
     );
     let mut map = buf.mmap()?;
-    let cpu = map.begin(Access::Read)?;
-    if let Some(i) = cpu.as_slice().iter().position(|&x| x != 0) {
+    let cpu = map.begin(Access::Read, timeout(cfg))?;
+    let mut words = cpu.words().iter().map(|w| w.load(Ordering::Relaxed));
+    if let Some(i) = words.position(|x| x != 0) {
         bail!("new buffer not zeroed at byte offset {}", i * 8);
     }
     cpu.end()?;
-    let mut cpu = map.begin(Access::Write)?;
-    pattern::fill(cpu.as_mut_slice(), 0xAB, 0);
+    let cpu = map.begin(Access::Write, timeout(cfg))?;
+    pattern::fill(cpu.words(), 0xAB, 0);
     cpu.end()?;
-    let cpu = map.begin(Access::Read)?;
-    pattern::verify(cpu.as_slice(), 0xAB, 0)?;
+    let cpu = map.begin(Access::Read, timeout(cfg))?;
+    pattern::verify(cpu.words(), 0xAB, 0)?;
     cpu.end()?;
     ensure!(cloexec(&buf)?, "dma-buf fd without FD_CLOEXEC");
     let no_cloexec = dev.alloc_raw(DppAlloc {
@@ -247,6 +250,15 @@ fn pingpong_mode(cfg: &Config, diags: &mut Diags, mode: Mode) -> anyhow::Result<
         cfg.buffers, cfg.buffer_size
     ));
     Ok(())
+}
+
+/// Expects `r` to fail with [`dmapingpong::Error::Timeout`].
+fn expect_timeout<T>(r: dmapingpong::Result<T>, what: &str) -> anyhow::Result<()> {
+    match r {
+        Err(dmapingpong::Error::Timeout { .. }) => Ok(()),
+        Err(e) => bail!("{what}: {e}, expected a timeout"),
+        Ok(_) => bail!("{what}: did not wait"),
+    }
 }
 
 fn expect_status(got: FenceStatus, want: FenceStatus, what: &str) -> anyhow::Result<()> {
@@ -352,6 +364,12 @@ fn fence_semantics(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         FenceStatus::Pending,
         "exported write fence",
     )?;
+    // CPU access waits for the fences it conflicts with, within its timeout.
+    let mut map = buf.mmap()?;
+    expect_timeout(
+        map.begin(Access::Read, SHORT),
+        "CPU read access with a pending write fence",
+    )?;
     dev.signal(&w, None)?;
     ensure!(
         buf.poll(PollFlags::IN, timeout(cfg))?,
@@ -362,6 +380,18 @@ fn fence_semantics(cfg: &Config, _: &mut Diags) -> anyhow::Result<()> {
         FenceStatus::Signalled,
         "exported write fence",
     )?;
+    map.begin(Access::Read, timeout(cfg))?.end()?;
+    // A read fence holds up writers only.
+    let r = dev.create_fence(Some((buf.as_fd(), Usage::Read)))?;
+    map.begin(Access::Read, SHORT)
+        .context("CPU read access with a pending read fence")?
+        .end()?;
+    expect_timeout(
+        map.begin(Access::Write, SHORT),
+        "CPU write access with a pending read fence",
+    )?;
+    dev.signal(&r, None)?;
+    map.begin(Access::Write, timeout(cfg))?.end()?;
     ensure!(
         dev.info()?.fences_pending == pending_before,
         "fences_pending not back to {pending_before}"
@@ -385,8 +415,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
         let dev = Device::open(&cfg.device)?;
         let buf = dev.alloc(cfg.buffer_size)?;
         let mut map = buf.mmap()?;
-        let mut cpu = map.begin(Access::Write)?;
-        pattern::fill(cpu.as_mut_slice(), 5, 0);
+        let cpu = map.begin(Access::Write, timeout(cfg))?;
+        pattern::fill(cpu.words(), 5, 0);
         cpu.end()?;
         drop(buf);
         drop(dev);
@@ -395,7 +425,7 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
             usage(&cfg.device)?.1 == baseline.1 + 1,
             "buffer freed while still mapped"
         );
-        let data = map.unsynced_mut();
+        let data = map.unsynced();
         pattern::verify(data, 5, 0).context("data after closing every fd")?;
         pattern::fill(data, 6, 0);
         pattern::verify(data, 6, 0).context("writing after closing every fd")?;
@@ -416,8 +446,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
         let dev = Device::open(&cfg.device)?;
         let buf = dev.alloc(cfg.buffer_size)?;
         let mut map = buf.mmap()?;
-        let mut cpu = map.begin(Access::Write)?;
-        pattern::fill(cpu.as_mut_slice(), 0, 0);
+        let cpu = map.begin(Access::Write, timeout(cfg))?;
+        pattern::fill(cpu.words(), 0, 0);
         cpu.end()?;
         let (child, chan) = spawn(cfg, Role::Lifetimes)?;
         chan.send_buffer(&buf, Mode::Explicit)?;
@@ -435,9 +465,8 @@ fn lifetimes_close_order(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> 
             answer?.0 == Message::Round { round: 0, seq: 1 },
             "{order}: unexpected answer"
         );
-        if let Some(mut map) = kept {
-            let data = map.unsynced_mut();
-            pattern::verify(data, 1, 0).context("the child's data after it exited")?;
+        if let Some(map) = kept {
+            pattern::verify(map.unsynced(), 1, 0).context("the child's data after it exited")?;
         }
         ensure!(
             usage(&cfg.device)? == baseline,
@@ -513,6 +542,61 @@ fn peer_exits_unsignalled(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()>
         start.elapsed().as_millis()
     ));
     reap(child, Role::ExitImplicit, timeout)
+}
+
+/// `TMPFS_MAGIC` (`include/uapi/linux/magic.h`): the file system of a
+/// memfd (shmem).
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// The number of open fds of this process.
+fn open_fds() -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")
+        .context("read /proc/self/fd")?
+        .count())
+}
+
+/// A hostile peer sends a memfd instead of a dma-buf and truncates it (a
+/// mapping of it would fault with SIGBUS): pong refuses it before mapping
+/// anything, with [`dmapingpong::Error::NotADmaBuf`] naming the buffer and
+/// its file system, tells the peer why, closes the fd and lives on.
+fn peer_sends_memfd(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let fds_before = open_fds()?;
+    let dev = Device::open(&cfg.device)?;
+    let (child, chan) = spawn(cfg, Role::SendMemfd)?;
+    let result = pingpong::pong(&dev, &chan, timeout(cfg));
+    drop(chan);
+    let reaped = reap(child, Role::SendMemfd, timeout(cfg));
+    match &result {
+        Err(e @ dmapingpong::Error::NotADmaBuf { what, fs_magic }) => {
+            ensure!(
+                what == "buffer 0 of the ping side" && *fs_magic == TMPFS_MAGIC,
+                "refused {what} with file system magic {fs_magic:#x}, expected buffer 0 \
+                 with TMPFS_MAGIC {TMPFS_MAGIC:#x}"
+            );
+            let text = e.to_string();
+            ensure!(
+                text == "buffer 0 of the ping side is not a dma-buf \
+                         (file system magic 0x1021994, a dma-buf has 0x444d4142)",
+                "unclear error: {text}"
+            );
+            diags.push(format!("pong: {text}"));
+        }
+        Err(e) => {
+            bail!("pong failed with \"{e}\", expected it to refuse the memfd as not a dma-buf")
+        }
+        Ok(stats) => bail!("pong took a memfd for a dma-buf and ran a session: {stats}"),
+    }
+    // The child exits successfully only if it heard why.
+    reaped.context("the peer did not get the refusal")?;
+    // Still alive, and the device still works for us.
+    dev.info().context("GET_INFO after the refusal")?;
+    drop(dev);
+    let fds_after = open_fds()?;
+    ensure!(
+        fds_after == fds_before,
+        "{fds_before} fds open before, {fds_after} after: the memfd was not closed"
+    );
+    Ok(())
 }
 
 fn modtool(tool: &str, name: &str) -> anyhow::Result<Result<(), String>> {

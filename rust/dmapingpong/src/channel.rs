@@ -9,11 +9,20 @@
 //! | 1 | [`Message::Hello`] | `mode: u32` (0 explicit, 1 implicit), `buffers: u32`, `size: u64`, `rounds: u64` | `buffers` dma-bufs |
 //! | 2 | [`Message::Round`] | `round: u64`, `seq: u64` | none, or one sync_file |
 //! | 3 | [`Message::Abort`] | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes | none |
+//!
+//! Every message is sent and received within one deadline
+//! ([`Channel::set_timeout`]), however many system calls it takes: the
+//! socket is `poll()`ed for the time left before each non-blocking
+//! `sendmsg()`/`recvmsg()`. A message cut by a timeout (or by a malformed
+//! header) leaves the stream without message boundaries: that direction of
+//! the channel then fails with [`Error::ChannelBroken`].
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
@@ -24,8 +33,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::fence::poll_fd;
+use crate::fence::{poll_fd, poll_until};
 use crate::pingpong::Mode;
 
 /// Most fds one message may carry (well below the kernel's `SCM_MAX_FD`).
@@ -158,18 +168,54 @@ impl Message {
 }
 
 /// A connected Unix stream socket carrying [`Message`]s with fds.
+///
+/// It may be shared between threads (one sending, one receiving, say): the
+/// two directions fail independently.
 #[derive(Debug)]
 pub struct Channel {
     sock: OwnedFd,
+    /// Bound of sending or receiving one message, in nanoseconds; 0: none.
+    timeout_ns: AtomicU64,
+    /// Why receiving lost the message boundaries, once it has.
+    recv_broken: OnceLock<String>,
+    /// Why sending lost the message boundaries, once it has.
+    send_broken: OnceLock<String>,
+}
+
+/// Marks a direction of a channel broken after `err` cut a message
+/// (`progress` says where) and returns the error to report: a timeout
+/// becomes [`Error::ChannelBroken`], since the stream, not just this call,
+/// is lost; other errors (the peer closed, a malformed header) stay as they
+/// are.
+fn cut(broken: &OnceLock<String>, err: Error, progress: String) -> Error {
+    let reason = format!("{progress}: {err}");
+    // A direction breaks once; a later reason would be a consequence.
+    let _ = broken.set(reason.clone());
+    match err {
+        Error::Timeout { .. } => Error::ChannelBroken { reason },
+        err => err,
+    }
+}
+
+/// The error of a direction that broke earlier.
+fn broken(reason: &str) -> Error {
+    Error::ChannelBroken {
+        reason: reason.into(),
+    }
 }
 
 impl Channel {
-    /// Wraps a connected `AF_UNIX` `SOCK_STREAM` socket.
+    /// Wraps a connected `AF_UNIX` `SOCK_STREAM` socket, without timeout.
     pub fn from_fd(sock: OwnedFd) -> Channel {
-        Channel { sock }
+        Channel {
+            sock,
+            timeout_ns: AtomicU64::new(0),
+            recv_broken: OnceLock::new(),
+            send_broken: OnceLock::new(),
+        }
     }
 
-    /// A connected pair of close-on-exec sockets.
+    /// A connected pair of close-on-exec sockets, without timeout.
     pub fn pair() -> Result<(Channel, Channel)> {
         let (a, b) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -178,7 +224,7 @@ impl Channel {
             None,
         )
         .map_err(|e| Error::os("socketpair", "socket", e))?;
-        Ok((Channel { sock: a }, Channel { sock: b }))
+        Ok((Channel::from_fd(a), Channel::from_fd(b)))
     }
 
     /// Returns whether the peer has closed its end of the connection
@@ -205,23 +251,30 @@ impl Channel {
         }
     }
 
-    /// Sets the receive and send timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`):
-    /// [`recv`](Self::recv) fails with [`Error::Timeout`] when nothing
-    /// arrives in time. `timeout` must be non-zero (zero means "forever").
+    /// Sets the bound of sending or receiving one message, from its first
+    /// system call to its last: [`recv`](Self::recv) and
+    /// [`send`](Self::send) fail with [`Error::Timeout`] when a message
+    /// does not start in time, and with [`Error::ChannelBroken`] when it
+    /// started but did not complete. `timeout` must be non-zero. Without
+    /// this call, sending and receiving wait without bound.
     pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
         if timeout.is_zero() {
             return Err(Error::InvalidArgument(
                 "a zero socket timeout would wait forever".into(),
             ));
         }
-        for id in [
-            rustix::net::sockopt::Timeout::Recv,
-            rustix::net::sockopt::Timeout::Send,
-        ] {
-            rustix::net::sockopt::set_socket_timeout(&self.sock, id, Some(timeout))
-                .map_err(|e| Error::os("setsockopt(SO_RCVTIMEO/SO_SNDTIMEO)", "socket", e))?;
-        }
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.timeout_ns.store(ns, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The bound of one message ([`set_timeout`](Self::set_timeout)), if
+    /// any.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 
     /// Connects to a listening Unix stream socket at `path`.
@@ -237,7 +290,7 @@ impl Channel {
         let addr =
             SocketAddrUnix::new(path).map_err(|e| Error::os("connect", target.clone(), e))?;
         rustix::net::connect(&sock, &addr).map_err(|e| Error::os("connect", target, e))?;
-        Ok(Channel { sock })
+        Ok(Channel::from_fd(sock))
     }
 
     /// Listens on a new Unix stream socket at `path` (which must not exist),
@@ -272,14 +325,7 @@ impl Channel {
         if let Err(e) = std::fs::remove_file(path) {
             log::warn!("cannot remove {target}: {e}");
         }
-        Ok(Channel { sock: result? })
-    }
-
-    fn timeout(&self) -> Duration {
-        rustix::net::sockopt::socket_timeout(&self.sock, rustix::net::sockopt::Timeout::Recv)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        Ok(Channel::from_fd(result?))
     }
 
     /// Hands one buffer to the peer: a [`Message::Hello`] of a one-buffer,
@@ -294,8 +340,16 @@ impl Channel {
         self.send(&hello, &[buf.as_fd()])
     }
 
-    /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached.
+    /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached, within the
+    /// channel's timeout.
+    ///
+    /// Errors: [`Error::Timeout`] if the peer accepted none of it in time,
+    /// [`Error::ChannelBroken`] if it accepted only part of it (then and on
+    /// every later send), [`Error::PeerClosed`].
     pub fn send(&self, msg: &Message, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if let Some(reason) = self.send_broken.get() {
+            return Err(broken(reason));
+        }
         if fds.len() > MAX_FDS {
             return Err(Error::InvalidArgument(format!(
                 "{} fds in one message (max {MAX_FDS})",
@@ -310,27 +364,49 @@ impl Channel {
                 "fds do not fit the control buffer".into(),
             ));
         }
+        let deadline = Deadline::after_opt(self.timeout());
         let mut sent = 0;
         while sent < bytes.len() {
-            let r = rustix::net::sendmsg(
-                &self.sock,
-                &[IoSlice::new(&bytes[sent..])],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            );
-            match r {
+            match self.send_some(&bytes[sent..], &mut control, &deadline) {
                 Ok(n) => {
                     sent += n;
                     // The fds went with the first chunk.
                     control.clear();
                 }
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => {
-                    return Err(Error::Timeout {
-                        what: "the peer to accept a message".into(),
-                        timeout: self.timeout(),
-                    });
+                Err(e) if sent == 0 => return Err(e),
+                Err(e) => {
+                    let progress = format!(
+                        "{msg:?} cut after {sent} of {} bytes were sent",
+                        bytes.len()
+                    );
+                    return Err(cut(&self.send_broken, e, progress));
                 }
+            }
+        }
+        log::debug!("sent {msg:?} with {} fds", fds.len());
+        Ok(())
+    }
+
+    /// One non-blocking `sendmsg()` of (part of) `bytes` once the socket
+    /// is writable, before `deadline`; returns how many bytes went.
+    fn send_some(
+        &self,
+        bytes: &[u8],
+        control: &mut SendAncillaryBuffer<'_, '_, '_>,
+        deadline: &Deadline,
+    ) -> Result<usize> {
+        loop {
+            if !poll_until(self.sock.as_fd(), PollFlags::OUT, deadline, "socket")? {
+                return Err(deadline.expired("the peer to accept a message"));
+            }
+            match rustix::net::sendmsg(
+                &self.sock,
+                &[IoSlice::new(bytes)],
+                control,
+                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            ) {
+                Ok(n) => return Ok(n),
+                Err(Errno::INTR | Errno::AGAIN) => continue,
                 Err(e @ (Errno::PIPE | Errno::CONNRESET)) => {
                     log::debug!("send: {e}");
                     return Err(Error::PeerClosed {
@@ -340,21 +416,29 @@ impl Channel {
                 Err(e) => return Err(Error::os("sendmsg", "socket", e)),
             }
         }
-        log::debug!("sent {msg:?} with {} fds", fds.len());
-        Ok(())
     }
 
-    /// Reads exactly `buf.len()` bytes, collecting fds that arrive.
-    fn recv_exact(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>, context: &str) -> Result<()> {
+    /// Reads `buf[*got..]` before `deadline`, counting the bytes read in
+    /// `got` (also on error) and collecting the fds that arrive.
+    fn recv_exact(
+        &self,
+        buf: &mut [u8],
+        got: &mut usize,
+        fds: &mut Vec<OwnedFd>,
+        context: &str,
+        deadline: &Deadline,
+    ) -> Result<()> {
         let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-        let mut got = 0;
-        while got < buf.len() {
+        while *got < buf.len() {
+            if !poll_until(self.sock.as_fd(), PollFlags::IN, deadline, "socket")? {
+                return Err(deadline.expired(context));
+            }
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let r = rustix::net::recvmsg(
                 &self.sock,
-                &mut [IoSliceMut::new(&mut buf[got..])],
+                &mut [IoSliceMut::new(&mut buf[*got..])],
                 &mut control,
-                RecvFlags::CMSG_CLOEXEC,
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
             );
             match r {
                 Ok(m) if m.bytes == 0 => {
@@ -363,7 +447,7 @@ impl Channel {
                     });
                 }
                 Ok(m) => {
-                    got += m.bytes;
+                    *got += m.bytes;
                     for c in control.drain() {
                         if let RecvAncillaryMessage::ScmRights(rights) = c {
                             fds.extend(rights);
@@ -375,13 +459,7 @@ impl Channel {
                         ));
                     }
                 }
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => {
-                    return Err(Error::Timeout {
-                        what: context.into(),
-                        timeout: self.timeout(),
-                    });
-                }
+                Err(Errno::INTR | Errno::AGAIN) => continue,
                 Err(Errno::CONNRESET) => {
                     return Err(Error::PeerClosed {
                         context: context.into(),
@@ -393,17 +471,39 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message and the fds attached to it. A
-    /// [`Message::Abort`] is returned as [`Error::PeerAborted`]. Fails with
-    /// [`Error::Timeout`] after the socket's timeout and
-    /// [`Error::PeerClosed`] at end of stream.
+    /// Receives one message and the fds attached to it, within the
+    /// channel's timeout (one deadline for the whole message). A
+    /// [`Message::Abort`] is returned as [`Error::PeerAborted`].
+    ///
+    /// Errors: [`Error::Timeout`] if no message started in time (the channel
+    /// stays usable); [`Error::ChannelBroken`] if one started but did not
+    /// complete in time, or on every receive after a message was cut (a
+    /// timeout, a malformed header, lost fds); [`Error::PeerClosed`] at end
+    /// of stream; [`Error::Protocol`] for a malformed message.
     pub fn recv(&self, context: &str) -> Result<(Message, Vec<OwnedFd>)> {
+        if let Some(reason) = self.recv_broken.get() {
+            return Err(broken(reason));
+        }
+        let deadline = Deadline::after_opt(self.timeout());
         let mut fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
-        self.recv_exact(&mut header, &mut fds, context)?;
-        let (tag, len) = Message::decode_header(header)?;
+        let mut got = 0;
+        if let Err(e) = self.recv_exact(&mut header, &mut got, &mut fds, context, &deadline) {
+            if got == 0 {
+                return Err(e);
+            }
+            let progress = format!("{context}: {got} of {HEADER_LEN} header bytes received");
+            return Err(cut(&self.recv_broken, e, progress));
+        }
+        let (tag, len) = Message::decode_header(header)
+            .map_err(|e| cut(&self.recv_broken, e, format!("{context}: bad header")))?;
         let mut payload = vec![0u8; len];
-        self.recv_exact(&mut payload, &mut fds, context)?;
+        let mut got = 0;
+        if let Err(e) = self.recv_exact(&mut payload, &mut got, &mut fds, context, &deadline) {
+            let progress =
+                format!("{context}: {got} of {len} payload bytes of message tag {tag} received");
+            return Err(cut(&self.recv_broken, e, progress));
+        }
         let msg = Message::decode_payload(tag, &payload)?;
         log::debug!("received {msg:?} with {} fds", fds.len());
         match msg {
@@ -517,5 +617,98 @@ mod tests {
         drop(a);
         assert!(matches!(b.recv("eof"), Err(Error::PeerClosed { .. })));
         assert!(b.peer_closed().unwrap());
+    }
+
+    /// Writes `bytes` to `sock` one byte every `gap`, as a slow peer.
+    fn trickle(sock: OwnedFd, bytes: Vec<u8>, gap: Duration) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for b in bytes {
+                if rustix::net::send(&sock, &[b], SendFlags::NOSIGNAL).is_err() {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+        })
+    }
+
+    /// One deadline per message: a peer sending a byte every 20 ms, well
+    /// within the timeout of each `recvmsg()`, cannot stretch a message
+    /// beyond the timeout. The cut message leaves the receiving direction
+    /// broken for good; the sending direction still works.
+    #[test]
+    fn slow_peer_cannot_stretch_a_message() {
+        let (a, b) = Channel::pair().unwrap();
+        b.set_timeout(Duration::from_millis(150)).unwrap();
+        let msg = Message::Round { round: 1, seq: 2 }.encode();
+        let start = std::time::Instant::now();
+        let writer = trickle(a.sock.try_clone().unwrap(), msg, Duration::from_millis(20));
+        let err = b.recv("a slow message").unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            matches!(&err, Error::ChannelBroken { reason }
+                if reason.contains("a slow message: ") && reason.contains(" received: timed out after 150 ms")),
+            "{err}"
+        );
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_millis(400),
+            "timed out after {took:?}"
+        );
+        writer.join().unwrap();
+        // The rest of the message arrived, but the boundaries are lost.
+        assert!(matches!(
+            b.recv("after the cut"),
+            Err(Error::ChannelBroken { .. })
+        ));
+        b.send(&Message::Abort("bye".into()), &[]).unwrap();
+        assert!(matches!(a.recv("abort"), Err(Error::PeerAborted(r)) if r == "bye"));
+    }
+
+    /// A timeout before a message starts leaves the channel in sync.
+    #[test]
+    fn timeout_between_messages_keeps_the_channel() {
+        let (a, b) = Channel::pair().unwrap();
+        b.set_timeout(Duration::from_millis(30)).unwrap();
+        assert!(matches!(b.recv("nothing"), Err(Error::Timeout { .. })));
+        a.send(&Message::Round { round: 3, seq: 7 }, &[]).unwrap();
+        assert_eq!(
+            b.recv("round 3").unwrap().0,
+            Message::Round { round: 3, seq: 7 }
+        );
+    }
+
+    /// A malformed header breaks the receiving direction: what follows it
+    /// cannot be framed.
+    #[test]
+    fn bad_header_breaks_the_channel() {
+        let (a, b) = Channel::pair().unwrap();
+        b.set_timeout(Duration::from_millis(100)).unwrap();
+        rustix::net::send(&a.sock, &[9, 0, 0, 0, 0, 0, 0, 0], SendFlags::NOSIGNAL).unwrap();
+        assert!(matches!(b.recv("garbage"), Err(Error::Protocol(_))));
+        a.send(&Message::Round { round: 0, seq: 0 }, &[]).unwrap();
+        assert!(matches!(
+            b.recv("after garbage"),
+            Err(Error::ChannelBroken { reason }) if reason.starts_with("garbage: bad header: protocol error: unknown message tag 9")
+        ));
+    }
+
+    /// A peer that does not read makes sends time out, each within the
+    /// timeout, instead of blocking.
+    #[test]
+    fn send_to_a_stalled_peer_times_out() {
+        let (a, _b) = Channel::pair().unwrap();
+        a.set_timeout(Duration::from_millis(50)).unwrap();
+        let abort = Message::Abort("x".repeat(MAX_REASON_LEN));
+        let err = loop {
+            let start = std::time::Instant::now();
+            let r = a.send(&abort, &[]);
+            assert!(start.elapsed() < Duration::from_millis(300));
+            if let Err(e) = r {
+                break e;
+            }
+        };
+        assert!(
+            matches!(err, Error::Timeout { .. } | Error::ChannelBroken { .. }),
+            "{err}"
+        );
     }
 }

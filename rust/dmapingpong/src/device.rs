@@ -8,6 +8,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::ioctl::{Getter, Updater, ioctl};
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::fence::{Fence, FenceStatus, SyncFile};
 use crate::sys;
@@ -254,19 +255,30 @@ impl Device {
     /// resolution, `ZERO` samples) for any sync_file's fence.
     ///
     /// Returns [`FenceStatus::Pending`] if the timeout expired (`ETIME`).
+    /// After a signal (`EINTR`) the wait goes on for what is left of
+    /// `timeout`, not for all of it again.
     pub fn wait_fence(&self, fence: impl AsFd, timeout: Duration) -> Result<FenceStatus> {
-        let arg = uapi::DppFenceWait {
-            fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence.as_fd()),
-            timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
-            ..Default::default()
-        };
+        self.wait_fence_until(fence.as_fd(), &Deadline::after(timeout))
+    }
+
+    /// [`wait_fence`](Self::wait_fence) with an absolute deadline.
+    pub(crate) fn wait_fence_until(
+        &self,
+        fence: BorrowedFd<'_>,
+        deadline: &Deadline,
+    ) -> Result<FenceStatus> {
         loop {
+            let arg = uapi::DppFenceWait {
+                fence_fd: std::os::fd::AsRawFd::as_raw_fd(&fence),
+                timeout_ns: deadline.remaining_ns(),
+                ..Default::default()
+            };
             return match self.wait_fence_raw(arg) {
                 Ok(out) if out.status == 0 => Ok(FenceStatus::Signalled),
                 Ok(out) => Ok(FenceStatus::Error(Errno::from_raw_os_error(-out.status))),
                 Err(e) if e.errno() == Some(Errno::TIME) => Ok(FenceStatus::Pending),
-                // A signal interrupted the wait; waiting the full timeout
-                // again errs on the side of waiting longer, never shorter.
+                // A signal interrupted the wait: wait again for the time left
+                // (zero once the deadline passed, which samples the fence).
                 Err(e) if e.errno() == Some(Errno::INTR) => continue,
                 Err(e) => Err(e),
             };

@@ -97,6 +97,29 @@ pub enum Error {
     /// An argument outside its documented range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// An fd taken for a dma-buf (e.g. received from a peer) is another kind
+    /// of file: its file system (`fstatfs()`'s `f_type`) is not the dma-buf
+    /// one, `DMA_BUF_MAGIC` (`include/uapi/linux/magic.h`). Mapping such a
+    /// file could fault: a peer can truncate a memfd under the mapping
+    /// (`SIGBUS`).
+    #[error(
+        "{what} is not a dma-buf (file system magic {fs_magic:#x}, a dma-buf has {:#x})",
+        crate::buffer::DMA_BUF_MAGIC
+    )]
+    NotADmaBuf {
+        /// Which fd (e.g. "buffer 0 from the peer").
+        what: String,
+        /// The file system magic the fd has instead.
+        fs_magic: u64,
+    },
+    /// A [`Channel`](crate::Channel) lost the message boundaries in one
+    /// direction (a timeout, a malformed header or lost fds in the middle of
+    /// a message): no further message can be exchanged in that direction.
+    #[error("channel out of sync, unusable: {reason}")]
+    ChannelBroken {
+        /// What broke it.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -1,12 +1,13 @@
 //! Fences as sync_file fds.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::ioctl::{Updater, ioctl};
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -30,13 +31,22 @@ pub(crate) fn poll_fd(
     timeout: Duration,
     what: &str,
 ) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
+    poll_until(fd, events, &Deadline::after(timeout), what)
+}
+
+/// `poll()`s one fd for `events` until `deadline`, restarting after signals
+/// (`EINTR`) with the time left. Returns whether any requested event (or an
+/// error condition) was reported; `false`: the deadline passed.
+pub(crate) fn poll_until(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: &Deadline,
+    what: &str,
+) -> Result<bool> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ts = Timespec::try_from(left)
-            .map_err(|_| Error::InvalidArgument(format!("timeout {timeout:?}")))?;
+        let ts = deadline.poll_timeout();
         let mut fds = [PollFd::from_borrowed_fd(fd, events)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(!fds[0].revents().is_empty()),
             Err(Errno::INTR) => continue,

@@ -5,6 +5,12 @@
 //! the high half is the sequence number, so every round differs; the low
 //! half is the element index (mod 2^32) scrambled by a per-buffer constant
 //! (the golden-ratio multiplier), so every offset and every buffer differ.
+//!
+//! [`fill`] and [`verify`] work on the atomic view of a mapping
+//! ([`CpuAccess::words`](crate::CpuAccess::words)) with relaxed loads and
+//! stores: plain 64-bit loads and stores on aarch64 and x86-64.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Expected value of element `index` of buffer `buffer` for `seq`.
 pub fn value(seq: u64, buffer: u32, index: usize) -> u64 {
@@ -12,9 +18,9 @@ pub fn value(seq: u64, buffer: u32, index: usize) -> u64 {
 }
 
 /// Fills `data` (buffer number `buffer`) with the pattern of `seq`.
-pub fn fill(data: &mut [u64], seq: u64, buffer: u32) {
-    for (i, x) in data.iter_mut().enumerate() {
-        *x = value(seq, buffer, i);
+pub fn fill(data: &[AtomicU64], seq: u64, buffer: u32) {
+    for (i, x) in data.iter().enumerate() {
+        x.store(value(seq, buffer, i), Ordering::Relaxed);
     }
 }
 
@@ -37,10 +43,11 @@ pub struct Mismatch {
 }
 
 /// Checks that `data` (buffer number `buffer`) holds the pattern of `seq`.
-pub fn verify(data: &[u64], seq: u64, buffer: u32) -> Result<(), Mismatch> {
+pub fn verify(data: &[AtomicU64], seq: u64, buffer: u32) -> Result<(), Mismatch> {
     let mut first = None;
     let mut count = 0;
-    for (i, &found) in data.iter().enumerate() {
+    for (i, x) in data.iter().enumerate() {
+        let found = x.load(Ordering::Relaxed);
         let expected = value(seq, buffer, i);
         if found != expected {
             count += 1;
@@ -74,13 +81,17 @@ mod tests {
         assert_ne!(v, value(2, 1, 8));
     }
 
+    fn zeroed(words: usize) -> Vec<AtomicU64> {
+        (0..words).map(|_| AtomicU64::new(0)).collect()
+    }
+
     #[test]
     fn verify_finds_first_corruption() {
-        let mut data = vec![0u64; 1024];
-        fill(&mut data, 6, 3);
+        let data = zeroed(1024);
+        fill(&data, 6, 3);
         assert_eq!(verify(&data, 6, 3), Ok(()));
-        data[100] ^= 1 << 40;
-        data[900] = 0;
+        data[100].fetch_xor(1 << 40, Ordering::Relaxed);
+        data[900].store(0, Ordering::Relaxed);
         let m = verify(&data, 6, 3).unwrap_err();
         assert_eq!(
             m,
@@ -97,8 +108,8 @@ mod tests {
                 .starts_with("buffer 3: 2 mismatching u64s, first at byte offset 800")
         );
         // Another round's or buffer's data is wrong everywhere.
-        let mut fresh = vec![0u64; 16];
-        fill(&mut fresh, 6, 3);
+        let fresh = zeroed(16);
+        fill(&fresh, 6, 3);
         assert_eq!(verify(&fresh, 7, 3).unwrap_err().count, 16);
         assert_eq!(verify(&fresh, 6, 4).unwrap_err().count, 16);
     }

@@ -5,9 +5,11 @@
 //! with [`Message::Hello`] to the pong side over a [`Channel`]. In round `r`
 //! ping writes [`pattern`] sequence `2r`, pong verifies it and writes
 //! `2r + 1`, ping verifies that. Each write is announced by a
-//! [`Message::Round`] and synchronised as chosen by [`Mode`]. Every wait is
-//! bounded by the session timeout; on any error the failing side sends
-//! [`Message::Abort`] with its error text before returning it.
+//! [`Message::Round`] and synchronised as chosen by [`Mode`]. Each step is
+//! bounded by one session timeout: sending or receiving a message, the waits
+//! of a read (the peer's fences and the start of the CPU accesses), the
+//! starts of the CPU accesses of a write. On any error the failing side
+//! sends [`Message::Abort`] with its error text before returning it.
 
 use std::fmt;
 use std::os::fd::AsFd;
@@ -18,7 +20,9 @@ use rustix::event::PollFlags;
 use rustix::io::Errno;
 
 use crate::channel::{Channel, MAX_FDS, Message};
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::fence::poll_until;
 use crate::pattern;
 use crate::{Access, Device, DmaBuf, Fence, FenceStatus, Mapping, SyncFile, Usage};
 
@@ -179,9 +183,10 @@ impl Session<'_> {
                 let written = chan
                     .send(&Message::Round { round, seq }, &[fence.as_fd()])
                     .and_then(|()| {
+                        let deadline = Deadline::after(self.timeout);
                         for (b, map) in maps.iter_mut().enumerate() {
-                            let mut cpu = map.begin(Access::Write)?;
-                            pattern::fill(cpu.as_mut_slice(), seq, b as u32);
+                            let cpu = map.begin_until(Access::Write, &deadline)?;
+                            pattern::fill(cpu.words(), seq, b as u32);
                             cpu.end()?;
                         }
                         Ok(())
@@ -189,13 +194,14 @@ impl Session<'_> {
                 finish(dev, std::slice::from_ref(&fence), written)
             }
             Mode::Implicit => {
-                // DMA_BUF_SYNC_START waits (without timeout) for the fences it
-                // conflicts with, our own included: start every access before
-                // adding our write fences. The peer's fences have signalled,
-                // as the previous read round checked.
+                // DMA_BUF_SYNC_START waits for the fences it conflicts with,
+                // our own included: start every access before adding our
+                // write fences. The peer's fences have signalled, as the
+                // previous read round checked.
+                let deadline = Deadline::after(self.timeout);
                 let mut cpus = maps
                     .iter_mut()
-                    .map(|m| m.begin(Access::Write))
+                    .map(|m| m.begin_until(Access::Write, &deadline))
                     .collect::<Result<Vec<_>>>()?;
                 let mut fences = Vec::with_capacity(bufs.len());
                 for buf in bufs.iter() {
@@ -208,8 +214,8 @@ impl Session<'_> {
                 let written = chan
                     .send(&Message::Round { round, seq }, &[])
                     .and_then(|()| {
-                        for (b, (mut cpu, fence)) in cpus.drain(..).zip(&fences).enumerate() {
-                            pattern::fill(cpu.as_mut_slice(), seq, b as u32);
+                        for (b, (cpu, fence)) in cpus.drain(..).zip(&fences).enumerate() {
+                            pattern::fill(cpu.words(), seq, b as u32);
                             cpu.end()?;
                             dev.signal(fence, None)?;
                             signalled += 1;
@@ -236,12 +242,14 @@ impl Session<'_> {
                 fds.len()
             )));
         }
+        // One bound for the fence waits and the accesses of this read.
+        let deadline = Deadline::after(self.timeout);
         match (self.mode, fds.pop()) {
             (Mode::Explicit, Some(fd)) => {
                 let fence = SyncFile::from_fd(fd);
                 let what = format!("the peer's fence of {context}");
                 check_status(
-                    self.dev.wait_fence(&fence, self.timeout)?,
+                    self.dev.wait_fence_until(fence.as_fd(), &deadline)?,
                     what,
                     self.timeout,
                 )?;
@@ -253,11 +261,8 @@ impl Session<'_> {
                     // the reservation's view (EXPORT_SYNC_FILE skips signalled fences),
                     // and with them the error of a peer that died.
                     let fences = buf.export_sync_file(Access::Read)?;
-                    if !buf.poll(PollFlags::IN, self.timeout)? {
-                        return Err(Error::Timeout {
-                            what,
-                            timeout: self.timeout,
-                        });
+                    if !poll_until(buf.as_fd(), PollFlags::IN, &deadline, "dma-buf")? {
+                        return Err(deadline.expired(what));
                     }
                     let status = fences.status()?;
                     if status == FenceStatus::Pending {
@@ -270,8 +275,8 @@ impl Session<'_> {
             }
         }
         for (b, map) in self.maps.iter_mut().enumerate() {
-            let cpu = map.begin(Access::Read)?;
-            let verified = pattern::verify(cpu.as_slice(), seq, b as u32);
+            let cpu = map.begin_until(Access::Read, &deadline)?;
+            let verified = pattern::verify(cpu.words(), seq, b as u32);
             cpu.end()?;
             if let Err(mismatch) = verified {
                 // A writer killed between its round message and our export of its
@@ -386,9 +391,12 @@ pub fn pong(dev: &Device, chan: &Channel, timeout: Duration) -> Result<Stats> {
                 fds.len()
             )));
         }
+        // Refuses anything but dma-bufs (a memfd the peer could truncate
+        // under our mappings, say) before mapping any of them.
         let bufs = fds
             .into_iter()
-            .map(DmaBuf::from_fd)
+            .enumerate()
+            .map(|(b, fd)| DmaBuf::from_fd_named(fd, &format!("buffer {b} of the ping side")))
             .collect::<Result<Vec<_>>>()?;
         if let Some((b, buf)) = bufs.iter().enumerate().find(|(_, buf)| buf.size() != size) {
             return Err(Error::Protocol(format!(
@@ -484,6 +492,37 @@ mod tests {
                 matches!(bad.validate(), Err(Error::InvalidArgument(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// pong refuses a memfd sent as a buffer before mapping it (the peer
+    /// truncated it: any access of a mapping would raise SIGBUS), and tells
+    /// the peer why. pong uses the device only after the hello: `/dev/null`
+    /// stands in for it on the host.
+    #[test]
+    fn pong_refuses_a_memfd_from_the_peer() {
+        use rustix::fs::MemfdFlags;
+        let dev = Device::open("/dev/null").unwrap();
+        let (ping_end, pong_end) = Channel::pair().unwrap();
+        ping_end.set_timeout(Duration::from_secs(5)).unwrap();
+        let memfd = rustix::fs::memfd_create("not-a-dma-buf", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&memfd, 1 << 16).unwrap();
+        let hello = Message::Hello {
+            mode: Mode::Explicit,
+            buffers: 1,
+            size: 1 << 16,
+            rounds: 1,
+        };
+        ping_end.send(&hello, &[memfd.as_fd()]).unwrap();
+        rustix::fs::ftruncate(&memfd, 0).unwrap();
+        let err = pong(&dev, &pong_end, Duration::from_millis(500)).unwrap_err();
+        assert!(
+            matches!(&err, Error::NotADmaBuf { what, .. } if what == "buffer 0 of the ping side"),
+            "{err}"
+        );
+        match ping_end.recv("the refusal") {
+            Err(Error::PeerAborted(reason)) => assert_eq!(reason, err.to_string()),
+            other => panic!("the peer got {other:?}"),
         }
     }
 

@@ -20,8 +20,9 @@
 //!
 //! To stay free of deadlocks by construction, buffers are created either
 //! "syncable" (mapped and accessed with `DMA_BUF_IOCTL_SYNC`, which waits
-//! without timeout, but never given fences) or "fenceable" (given fences,
-//! polled, exported, never synced); the tag travels with the fd.
+//! for the buffer's fences, up to the timeout, which fails the class; never
+//! given fences) or "fenceable" (given fences, polled, exported, never
+//! synced); the tag travels with the fd.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -320,8 +321,11 @@ impl Worker {
         let fenceable = self.rng.chance(50);
         if !fenceable && self.rng.chance(30) {
             let mut map = buf.mmap()?;
-            let cpu = map.begin(Access::Read)?;
-            let nonzero = cpu.as_slice().iter().position(|&w| w != 0);
+            let cpu = map.begin(Access::Read, self.shared.timeout)?;
+            let nonzero = cpu
+                .words()
+                .iter()
+                .position(|w| w.load(Ordering::Relaxed) != 0);
             cpu.end()?;
             self.check("alloc", nonzero.is_none(), || {
                 format!("new buffer not zero at byte {}", nonzero.unwrap_or(0) * 8)
@@ -707,8 +711,11 @@ impl Worker {
             Some((Some((r, beyond)), _)) => {
                 let want = if beyond { Some(Errno::INVAL) } else { None };
                 self.expect("mmap at an offset", r.as_ref().err().copied(), &[want])?;
-                if let Ok(mut m) = r {
-                    m.bytes()[0] ^= 0;
+                if let Ok(m) = r {
+                    // Touch it: a load and a store (no atomic read-modify-write,
+                    // which a write-combined mapping need not support).
+                    let b = &m.bytes()[0];
+                    b.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
                     self.raw_maps.push(m);
                 }
             }
@@ -753,14 +760,14 @@ impl Worker {
         let word = self.rng.next_u64();
         let (start, end) = {
             let map = &mut self.maps[i];
-            match map.begin(access) {
-                Ok(mut cpu) => {
-                    let s = cpu.as_mut_slice();
+            match map.begin(access, self.shared.timeout) {
+                Ok(cpu) => {
+                    let s = cpu.words();
                     let w = (word % s.len() as u64) as usize;
                     if access == Access::Read {
-                        std::hint::black_box(s[w]);
+                        std::hint::black_box(s[w].load(Ordering::Relaxed));
                     } else {
-                        s[w] = value;
+                        s[w].store(value, Ordering::Relaxed);
                     }
                     (None, got(&cpu.end()))
                 }

@@ -29,9 +29,9 @@ fn close_orders(ctx: &Ctx, diags: &mut Diags) -> Result<()> {
         kid.wait_success(ctx.timeout)?;
         let buf = DmaBuf::from_fd(fds.remove(0))?;
         let mut map = buf.mmap()?;
-        let mut cpu = map.begin(dmapingpong::Access::ReadWrite)?;
-        pattern::verify(cpu.as_slice(), 7, 0).ctx("exporter first: its data after it exited")?;
-        pattern::fill(cpu.as_mut_slice(), 8, 0);
+        let cpu = map.begin(dmapingpong::Access::ReadWrite, ctx.timeout)?;
+        pattern::verify(cpu.words(), 7, 0).ctx("exporter first: its data after it exited")?;
+        pattern::fill(cpu.words(), 8, 0);
         cpu.end()?;
     }
     ctx.expect_baseline(baseline, "exporter first")?;
@@ -41,7 +41,7 @@ fn close_orders(ctx: &Ctx, diags: &mut Diags) -> Result<()> {
         let dev = ctx.open()?;
         let buf = dev.alloc(size)?;
         let mut map = buf.mmap()?;
-        pattern::fill(map.unsynced_mut(), 8, 0);
+        pattern::fill(map.unsynced(), 8, 0);
         let (kid, chan) = ctx.spawn("importer", &[])?;
         chan.send_buffer(&buf, dmapingpong::pingpong::Mode::Explicit)?;
         drop(buf);
@@ -54,7 +54,7 @@ fn close_orders(ctx: &Ctx, diags: &mut Diags) -> Result<()> {
             answer.0
         );
         kid.wait_success(ctx.timeout)?;
-        pattern::verify(map.unsynced_mut(), 9, 0)
+        pattern::verify(map.unsynced(), 9, 0)
             .ctx("importer first: its data after it exited, through our last mapping")?;
     }
     ctx.expect_baseline(baseline, "importer first, mapping last")?;

@@ -2,6 +2,7 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::Ordering::Relaxed;
 
 use dmapingpong::{Errno, Message, pattern};
 use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
@@ -43,13 +44,14 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let mut whole = RawMap::shared(fd, len, 0).map_err(|e| Failure::os("mmap", e))?;
     for k in 1..pages {
         let off = k * page;
-        let mut part = RawMap::shared(fd, len - off as usize, off)
+        let part = RawMap::shared(fd, len - off as usize, off)
             .map_err(|e| Failure::os(format!("mmap at offset {off}"), e))?;
-        part.bytes()[0] = k as u8 + 1;
+        part.bytes()[0].store(k as u8 + 1, Relaxed);
         let last = part.len() - 1;
-        part.bytes()[last] = 0xEE;
+        part.bytes()[last].store(0xEE, Relaxed);
         check!(
-            whole.bytes()[off as usize] == k as u8 + 1 && whole.bytes()[len - 1] == 0xEE,
+            whole.bytes()[off as usize].load(Relaxed) == k as u8 + 1
+                && whole.bytes()[len - 1].load(Relaxed) == 0xEE,
             "a write at offset {off} through a mapping at that offset is not visible at {off}"
         );
     }
@@ -106,7 +108,7 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
         )?;
     }
     check!(
-        whole.bytes()[p] == 2,
+        whole.bytes()[p].load(Relaxed) == 2,
         "mapping changed after the failed mremap"
     );
     drop(whole);
@@ -134,30 +136,17 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     ));
 
     // A mapping outlives the fd and the device: data intact and writable.
-    let mut keep = RawMap::shared(fd, len, 0).map_err(|e| Failure::os("mmap", e))?;
-    let words = |m: &mut RawMap| -> Vec<u64> {
-        m.bytes()
-            .chunks_exact(8)
-            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-            .collect()
-    };
-    let mut data = vec![0u64; len / 8];
-    pattern::fill(&mut data, 11, 0);
-    for (c, w) in keep.bytes().chunks_exact_mut(8).zip(&data) {
-        c.copy_from_slice(&w.to_ne_bytes());
-    }
+    let keep = RawMap::shared(fd, len, 0).map_err(|e| Failure::os("mmap", e))?;
+    pattern::fill(keep.words(), 11, 0);
     drop(buf);
     drop(dev);
     check!(
         ctx.usage()?.buffers == baseline.buffers + 1,
         "buffer freed while a mapping remains"
     );
-    pattern::verify(&words(&mut keep), 11, 0).ctx("data after closing the fd and the device")?;
-    pattern::fill(&mut data, 12, 0);
-    for (c, w) in keep.bytes().chunks_exact_mut(8).zip(&data) {
-        c.copy_from_slice(&w.to_ne_bytes());
-    }
-    pattern::verify(&words(&mut keep), 12, 0).ctx("writing after closing the fd and the device")?;
+    pattern::verify(keep.words(), 11, 0).ctx("data after closing the fd and the device")?;
+    pattern::fill(keep.words(), 12, 0);
+    pattern::verify(keep.words(), 12, 0).ctx("writing after closing the fd and the device")?;
     drop(keep);
     ctx.expect_baseline(baseline, "after the last munmap")?;
     Ok(Outcome::Pass)

@@ -93,13 +93,13 @@ pub fn sanity_cycle(ctx: &Ctx) -> Result<()> {
     let buf = dev.alloc(1)?;
     let mut map = buf.mmap()?;
     {
-        let mut cpu = map.begin(dmapingpong::Access::Write)?;
-        dmapingpong::pattern::fill(cpu.as_mut_slice(), 42, 0);
+        let cpu = map.begin(dmapingpong::Access::Write, ctx.timeout)?;
+        dmapingpong::pattern::fill(cpu.words(), 42, 0);
         cpu.end()?;
     }
     {
-        let cpu = map.begin(dmapingpong::Access::Read)?;
-        dmapingpong::pattern::verify(cpu.as_slice(), 42, 0)?;
+        let cpu = map.begin(dmapingpong::Access::Read, ctx.timeout)?;
+        dmapingpong::pattern::verify(cpu.words(), 42, 0)?;
         cpu.end()?;
     }
     let fence = dev.create_fence(Some((buf.as_fd(), Usage::Write)))?;

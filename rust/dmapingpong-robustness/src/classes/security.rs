@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 
 use dmapingpong::uapi::{DPP_FD_NO_CLOEXEC, DppAlloc, DppFenceCreate, DppInfo};
 use dmapingpong::{Access, Device, Errno, Usage, pattern};
@@ -72,15 +73,16 @@ fn no_stale_data(ctx: &Ctx, dev: &Device, info: &DppInfo, diags: &mut Diags) -> 
         );
         for (i, b) in held.iter().enumerate() {
             let mut map = b.mmap()?;
-            let mut cpu = map.begin(Access::ReadWrite)?;
-            if let Some(w) = cpu.as_slice().iter().position(|&x| x != 0) {
+            let cpu = map.begin(Access::ReadWrite, ctx.timeout)?;
+            let mut words = cpu.words().iter().map(|x| x.load(Ordering::Relaxed));
+            if let Some(w) = words.position(|x| x != 0) {
                 fail!(
                     "round {round}: a new buffer of {chunk} bytes holds a previous owner's data at byte {}",
                     w * 8
                 );
             }
             checked += chunk;
-            pattern::fill(cpu.as_mut_slice(), 0xDEAD_0000 + round, i as u32);
+            pattern::fill(cpu.words(), 0xDEAD_0000 + round, i as u32);
             cpu.end()?;
         }
         drop(held);
