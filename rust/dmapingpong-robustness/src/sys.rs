@@ -129,7 +129,9 @@ pub fn ioctl_readonly_arg(fd: BorrowedFd<'_>, opcode: u32, arg: &[u8]) -> Result
     let memfd = rustix::fs::memfd_create("ioctl-arg", rustix::fs::MemfdFlags::CLOEXEC)?;
     rustix::fs::ftruncate(&memfd, page as u64)?;
     let mut map = RawMap::shared(memfd.as_fd(), page, 0)?;
-    map.bytes()[..arg.len()].copy_from_slice(arg);
+    for (dst, &b) in map.bytes().iter().zip(arg) {
+        dst.store(b, std::sync::atomic::Ordering::Relaxed);
+    }
     map.protect(MprotectFlags::READ)?;
     // SAFETY: the address is a read-only mapping of our own, alive for the
     // call: the kernel can only read it (a write faults and returns EFAULT).
