@@ -666,6 +666,15 @@ impl Job {
         stats.jobs_pending.fetch_sub(1, Ordering::Relaxed);
         workqueue::cancel_delayed::<Job, 2>(self);
         let _ = self.timeline.signal(&self.out, result);
+        // The next DMA job needs to wait no more: forget our fence, which pins the module.
+        let last_dma = {
+            let mut last = self.pool.last_dma.lock();
+            match last.as_ref() {
+                Some(fence) if fence.as_raw() == self.out.as_raw() => last.take(),
+                _ => None,
+            }
+        };
+        drop(last_dma);
         // The next job of the file may run now: this one's fence has signalled.
         let next = {
             let mut link = self.next.lock();
