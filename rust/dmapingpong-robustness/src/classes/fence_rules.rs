@@ -243,16 +243,12 @@ pub fn create_fence_emfile(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let dev = ctx.open()?;
     let buf = dev.alloc(1)?;
     let first = dev.create_fence(Some((buf.as_fd(), Usage::Write)))?;
-    // No free fd: the next fd number is above the limit.
-    let highest = std::fs::read_dir("/proc/self/fd")
-        .map_err(|source| Failure::Io {
-            what: "reading /proc/self/fd".into(),
-            source,
-        })?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    let old = set_nofile(highest + 1)?;
+    // No free fd: the limit is the lowest free fd number, the one the next
+    // fd would get (every lower one is open).
+    let probe = rustix::io::dup(&buf).map_err(|e| Failure::os("dup", e))?;
+    let lowest_free = probe.as_raw_fd() as u64;
+    drop(probe);
+    let old = set_nofile(lowest_free)?;
     let refused = dev.create_fence(Some((buf.as_fd(), Usage::Write)));
     setrlimit(Resource::Nofile, old).map_err(|e| Failure::os("setrlimit(RLIMIT_NOFILE)", e))?;
     expect_errno(
@@ -301,8 +297,7 @@ pub fn create_fence_emfile(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
         "fences pending after all were signalled"
     );
     diags.push(format!(
-        "CREATE_FENCE with RLIMIT_NOFILE {}: EMFILE, no fence left; seqnos {}..={} signalled in order",
-        highest + 1,
+        "CREATE_FENCE with RLIMIT_NOFILE {lowest_free}: EMFILE, no fence left; seqnos {}..={} signalled in order",
         later[0].seqno(),
         later[2].seqno()
     ));
