@@ -41,13 +41,13 @@ use kernel::{
     impl_has_delayed_work,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{flags as vm_flags, VmaNew},
-    new_delayed_work, new_mutex, new_spinlock, new_work, of,
+    new_delayed_work, new_mutex, new_work, of,
     page::PAGE_SIZE,
     platform,
     prelude::*,
     scatterlist::SGTable,
     str::CString,
-    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLock},
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex},
     sync_file,
     time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
     uaccess::{UserPtr, UserSlice, UserSliceReader},
@@ -131,9 +131,10 @@ struct Pool {
     /// long, so that submitting does not wait for the job that runs. Cleared before `engine`.
     #[pin]
     dma_target: Mutex<Option<Arc<DmaTarget>>>,
-    /// The out-fence of the last DMA job submitted: the next one runs after it.
+    /// The out-fence of the last DMA job submitted, until it signals: the next one runs after
+    /// it.
     #[pin]
-    last_dma: SpinLock<Option<ARef<Fence>>>,
+    last_dma: Mutex<Option<ARef<Fence>>>,
     region: of::ReservedMemory,
     /// Bytes of the region that buffers may use (the region less the DMA pattern buffer).
     capacity: u64,
@@ -164,9 +165,26 @@ impl Pool {
 }
 
 /// A buffer: coherent memory from the pool, exported as a dma-buf.
+#[pin_data(PinnedDrop)]
 struct Buffer {
     mem: CoherentAllocation<u8>,
     pool: Arc<Pool>,
+    /// The buffer mapped for the DMA controller while DMA jobs use it: mapped once, however
+    /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
+    #[pin]
+    engine_map: Mutex<EngineMap>,
+}
+
+/// The mapping of a buffer for the DMA controller, and how many jobs use it.
+struct EngineMap {
+    users: usize,
+    map: Option<Arc<SharedMap>>,
+}
+
+/// A buffer attached to the DMA controller's device and mapped for it, as any importer does.
+struct SharedMap {
+    map: MappedAttachment,
+    generation: u64,
 }
 
 impl Buffer {
@@ -197,19 +215,94 @@ impl Buffer {
             return Err(ENOMEM);
         }
         // Coherent allocations are zeroed: no earlier owner's data leaks.
-        pool.buffers.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(
-            Self {
+        let buffer = Arc::pin_init(
+            try_pin_init!(Self {
                 mem,
                 pool: pool.clone(),
-            },
+                engine_map <- new_mutex!(EngineMap {
+                    users: 0,
+                    map: None,
+                }),
+            }),
             GFP_KERNEL,
-        )?)
+        );
+        match buffer {
+            Ok(buffer) => {
+                // Counted once the buffer exists: its drop uncounts it.
+                pool.buffers.fetch_add(1, Ordering::Relaxed);
+                Ok(buffer)
+            }
+            Err(err) => {
+                // No buffer was made (the allocation was dropped with the initializer).
+                pool.unreserve(size as u64);
+                Err(err)
+            }
+        }
+    }
+
+    /// Returns the buffer's mapping for the DMA controller of `target`, mapping it if no job
+    /// uses one; the job releases it with [`MapUse`]'s drop.
+    fn use_engine_map(self: &Arc<Self>, dmabuf: &DmaBuf, target: &DmaTarget) -> Result<MapUse> {
+        let mut engine_map = self.engine_map.lock();
+        let map = match &engine_map.map {
+            Some(map) if map.generation == target.generation => map.clone(),
+            _ => {
+                let map = dmabuf
+                    .attach(&target.dev)?
+                    .map(DataDirection::Bidirectional)?;
+                let map = Arc::new(
+                    SharedMap {
+                        map,
+                        generation: target.generation,
+                    },
+                    GFP_KERNEL,
+                )?;
+                // A mapping of an older engine goes when its last job does.
+                let old = engine_map.map.replace(map.clone());
+                drop(old);
+                map
+            }
+        };
+        engine_map.users += 1;
+        Ok(MapUse {
+            buffer: self.clone(),
+            map,
+        })
     }
 }
 
-impl Drop for Buffer {
+/// A job's use of a buffer's mapping for the DMA controller; the last use unmaps it. Dropped in
+/// process context (unmapping takes the reservation lock), never in a signalling section.
+struct MapUse {
+    buffer: Arc<Buffer>,
+    map: Arc<SharedMap>,
+}
+
+impl MapUse {
+    fn sg_table(&self) -> &SGTable {
+        self.map.map.sg_table()
+    }
+}
+
+impl Drop for MapUse {
     fn drop(&mut self) {
+        let unused = {
+            let mut engine_map = self.buffer.engine_map.lock();
+            engine_map.users -= 1;
+            if engine_map.users == 0 {
+                engine_map.map.take()
+            } else {
+                None
+            }
+        };
+        // Unmapped outside the lock.
+        drop(unused);
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Buffer {
+    fn drop(self: Pin<&mut Self>) {
         self.pool.buffers.fetch_sub(1, Ordering::Relaxed);
         self.pool.unreserve(self.mem.size() as u64);
     }
@@ -426,8 +519,8 @@ enum DmaOp {
 
 /// The buffers of a job mapped for the DMA controller, as an importer maps them.
 struct DmaMaps {
-    dst: MappedAttachment,
-    src: Option<MappedAttachment>,
+    dst: MapUse,
+    src: Option<MapUse>,
 }
 
 /// Everything a DMA job needs to run, prepared at submission, before its out-fence is
@@ -449,12 +542,12 @@ impl DmaJob {
     fn prepare(
         target: &DmaTarget,
         spec: &JobSpec,
-        dst: &DmaBuf,
-        src: Option<&DmaBuf>,
+        dst: (&DmaBuf, &Arc<Buffer>),
+        src: Option<(&DmaBuf, &Arc<Buffer>)>,
     ) -> Result<Self> {
-        let dst = dst.attach(&target.dev)?.map(DataDirection::FromDevice)?;
+        let dst = dst.1.use_engine_map(dst.0, target)?;
         let src = match src {
-            Some(src) => Some(src.attach(&target.dev)?.map(DataDirection::ToDevice)?),
+            Some((dmabuf, buffer)) => Some(buffer.use_engine_map(dmabuf, target)?),
             None => None,
         };
         let maps = DmaMaps { dst, src };
@@ -569,7 +662,7 @@ struct Job {
     timed_out: AtomicBool,
     completed: AtomicBool,
     #[pin]
-    next: SpinLock<Link>,
+    next: Mutex<Link>,
     /// Runs the job.
     #[pin]
     work: Work<Job, 0>,
@@ -639,8 +732,8 @@ impl Job {
         }
     }
 
-    /// Signals the out-fence with `result`, once, counts the job, lets the next job of the file
-    /// run and queues the cleanup. May run in any context.
+    /// Signals the out-fence with `result`, once, counts the job and queues the cleanup (which
+    /// lets the next job of the file run). May run in any context, so takes no lock.
     fn complete(self: &Arc<Self>, result: Result) {
         if self.completed.swap(true, Ordering::AcqRel) {
             return;
@@ -666,24 +759,6 @@ impl Job {
         stats.jobs_pending.fetch_sub(1, Ordering::Relaxed);
         workqueue::cancel_delayed::<Job, 2>(self);
         let _ = self.timeline.signal(&self.out, result);
-        // The next DMA job needs to wait no more: forget our fence, which pins the module.
-        let last_dma = {
-            let mut last = self.pool.last_dma.lock();
-            match last.as_ref() {
-                Some(fence) if fence.as_raw() == self.out.as_raw() => last.take(),
-                _ => None,
-            }
-        };
-        drop(last_dma);
-        // The next job of the file may run now: this one's fence has signalled.
-        let next = {
-            let mut link = self.next.lock();
-            link.done = true;
-            link.next.take()
-        };
-        if let Some(next) = next {
-            next.dep_done(Ok(()));
-        }
         let _ = workqueue::system_unbound().enqueue::<Arc<Job>, 1>(self.clone());
     }
 
@@ -772,7 +847,28 @@ impl WorkItem<1> for Job {
     type Pointer = Arc<Job>;
 
     fn run(job: Arc<Job>) {
-        // Unmaps and releases the buffers, outside any lock.
+        let section = SignallingSection::begin();
+        // The next job of the file may run now: this one's fence has signalled.
+        let next = {
+            let mut link = job.next.lock();
+            link.done = true;
+            link.next.take()
+        };
+        if let Some(next) = next {
+            next.dep_done(Ok(()));
+        }
+        // The next DMA job needs to wait no more: forget our fence, which pins the module.
+        let last_dma = {
+            let mut last = job.pool.last_dma.lock();
+            match last.as_ref() {
+                Some(fence) if fence.as_raw() == job.out.as_raw() => last.take(),
+                _ => None,
+            }
+        };
+        drop(section);
+        drop(last_dma);
+        // Unmaps and releases the buffers, outside the signalling section: unmapping takes the
+        // reservation lock.
         let data = job.data.lock().take();
         drop(data);
     }
@@ -1127,10 +1223,12 @@ impl DmaPingPongFile {
         let deadline_ms = match req.deadline_ms {
             0 => abi::DPP_FENCE_DEFAULT_DEADLINE_MS,
             ms if ms <= USER_FENCE_MAX_DEADLINE_MS => ms,
-            ms => return Err(invalid!(
+            ms => {
+                return Err(invalid!(
                 pool,
                 "CREATE_FENCE: deadline {ms} ms above the maximum {USER_FENCE_MAX_DEADLINE_MS} ms"
-            )),
+            ))
+            }
         };
         let target = match (req.dmabuf_fd, req.usage) {
             (-1, abi::DPP_USAGE_NONE) => None,
@@ -1366,8 +1464,8 @@ impl DmaPingPongFile {
             }
             Some(target) => {
                 spec.engine = abi::DPP_ENGINE_DMA;
-                let src = src.as_ref().map(|(buf, _)| &**buf);
-                Some(DmaJob::prepare(&target, &spec, &dst_buf, src)?)
+                let src = src.as_ref().map(|(dmabuf, buffer)| (&**dmabuf, buffer));
+                Some(DmaJob::prepare(&target, &spec, (&dst_buf, &dst), src)?)
             }
         };
         // The callbacks: the in-fences, the two implicit dependencies, the previous DMA job.
@@ -1390,7 +1488,7 @@ impl DmaPingPongFile {
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
                 completed: AtomicBool::new(false),
-                next <- new_spinlock!(Link {
+                next <- new_mutex!(Link {
                     done: false,
                     next: None,
                 }),
@@ -1403,7 +1501,9 @@ impl DmaPingPongFile {
         // Until the job is published, a failure drops its data (and with it the completion,
         // which refers to the job).
         let abandon = |err: Error| {
-            drop(job.data.lock().take());
+            // Dropped outside the lock (unmapping takes other locks).
+            let data = job.data.lock().take();
+            drop(data);
             err
         };
         let published = self.publish_job(
@@ -1685,7 +1785,7 @@ impl platform::Driver for DmaPingPongDriver {
                 lease: BoundDevice::new(dev)?,
                 engine <- new_mutex!(engine),
                 dma_target <- new_mutex!(dma_target),
-                last_dma <- new_spinlock!(None),
+                last_dma <- new_mutex!(None),
                 region,
                 capacity,
                 used <- new_mutex!(0),
