@@ -21,7 +21,10 @@
 //! its in-fences and the buffers' reservation fences through fence callbacks (the caller never
 //! blocks), runs from a workqueue, and signals its out-fence from the DMA completion. The DMA
 //! controller reaches the buffers through dma-buf attachments of its device, mapped like any
-//! importer's while the job runs. What each engine did is in `/sys/kernel/debug/dmapingpong/stats`.
+//! importer's at submission (one mapping per buffer, shared by the jobs that use it), so that
+//! nothing from a job's run to its fence's signal allocates, maps or takes a reservation lock
+//! (Documentation/driver-api/dma-buf.rst, "DMA Fence Signalling Annotations"). What each engine
+//! did is in `/sys/kernel/debug/dmapingpong/stats`.
 
 use core::{
     fmt,
@@ -58,6 +61,30 @@ use kernel::{
 pub mod abi;
 
 use abi::{DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppInfo, DppJob};
+
+/// The ioctl numbers, encoded with the kernel's `_IO*()` helpers (`include/uapi/asm-generic/
+/// ioctl.h`); checked at build time against those of the uapi crate, which user space uses.
+mod ioctl {
+    use super::abi::{
+        self, DppAlloc, DppFenceCreate, DppFenceSignal, DppFenceWait, DppInfo, DppJob,
+    };
+    use kernel::ioctl::{_IOR, _IOW, _IOWR};
+
+    const MAGIC: u32 = abi::DPP_IOC_MAGIC as u32;
+    pub(crate) const GET_INFO: u32 = _IOR::<DppInfo>(MAGIC, 0x00);
+    pub(crate) const ALLOC: u32 = _IOWR::<DppAlloc>(MAGIC, 0x01);
+    pub(crate) const CREATE_FENCE: u32 = _IOWR::<DppFenceCreate>(MAGIC, 0x02);
+    pub(crate) const SIGNAL_FENCE: u32 = _IOW::<DppFenceSignal>(MAGIC, 0x03);
+    pub(crate) const WAIT_FENCE: u32 = _IOWR::<DppFenceWait>(MAGIC, 0x04);
+    pub(crate) const SUBMIT_JOB: u32 = _IOWR::<DppJob>(MAGIC, 0x05);
+
+    kernel::static_assert!(GET_INFO == abi::DPP_IOCTL_GET_INFO);
+    kernel::static_assert!(ALLOC == abi::DPP_IOCTL_ALLOC);
+    kernel::static_assert!(CREATE_FENCE == abi::DPP_IOCTL_CREATE_FENCE);
+    kernel::static_assert!(SIGNAL_FENCE == abi::DPP_IOCTL_SIGNAL_FENCE);
+    kernel::static_assert!(WAIT_FENCE == abi::DPP_IOCTL_WAIT_FENCE);
+    kernel::static_assert!(SUBMIT_JOB == abi::DPP_IOCTL_SUBMIT_JOB);
+}
 
 const DRIVER_NAME: &CStr = c_str!("dmapingpong");
 
@@ -1692,12 +1719,12 @@ impl MiscDevice for DmaPingPongFile {
 
     fn ioctl(me: Pin<&Self>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
-            abi::DPP_IOCTL_GET_INFO => me.get_info(arg),
-            abi::DPP_IOCTL_ALLOC => me.alloc(arg),
-            abi::DPP_IOCTL_CREATE_FENCE => me.create_fence(arg),
-            abi::DPP_IOCTL_SIGNAL_FENCE => me.signal_fence(arg),
-            abi::DPP_IOCTL_WAIT_FENCE => me.wait_fence(arg),
-            abi::DPP_IOCTL_SUBMIT_JOB => me.submit_job(arg),
+            ioctl::GET_INFO => me.get_info(arg),
+            ioctl::ALLOC => me.alloc(arg),
+            ioctl::CREATE_FENCE => me.create_fence(arg),
+            ioctl::SIGNAL_FENCE => me.signal_fence(arg),
+            ioctl::WAIT_FENCE => me.wait_fence(arg),
+            ioctl::SUBMIT_JOB => me.submit_job(arg),
             _ => Err(ENOTTY),
         }
     }

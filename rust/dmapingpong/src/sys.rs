@@ -50,16 +50,35 @@ pub(crate) const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
 /// `SYNC_IOC_FILE_INFO`: `_IOWR('>', 4, struct sync_file_info)`.
 pub(crate) const SYNC_IOC_FILE_INFO: Opcode = opcode::read_write::<SyncFileInfo>(b'>', 4);
 
-pub(crate) const DPP_GET_INFO: Opcode = uapi::DPP_IOCTL_GET_INFO as Opcode;
-pub(crate) const DPP_ALLOC: Opcode = uapi::DPP_IOCTL_ALLOC as Opcode;
-pub(crate) const DPP_CREATE_FENCE: Opcode = uapi::DPP_IOCTL_CREATE_FENCE as Opcode;
-pub(crate) const DPP_SIGNAL_FENCE: Opcode = uapi::DPP_IOCTL_SIGNAL_FENCE as Opcode;
-pub(crate) const DPP_WAIT_FENCE: Opcode = uapi::DPP_IOCTL_WAIT_FENCE as Opcode;
-pub(crate) const DPP_SUBMIT_JOB: Opcode = uapi::DPP_IOCTL_SUBMIT_JOB as Opcode;
+/// The ioctls of `/dev/dmapingpong` (`rust/uapi/include/dmapingpong.h`), encoded by rustix as
+/// the kernel's `_IOR`/`_IOW`/`_IOWR` do; equal to the uapi crate's numbers (see the tests).
+const DPP_MAGIC: u8 = uapi::DPP_IOC_MAGIC;
+pub(crate) const DPP_GET_INFO: Opcode = opcode::read::<uapi::DppInfo>(DPP_MAGIC, 0x00);
+pub(crate) const DPP_ALLOC: Opcode = opcode::read_write::<uapi::DppAlloc>(DPP_MAGIC, 0x01);
+pub(crate) const DPP_CREATE_FENCE: Opcode =
+    opcode::read_write::<uapi::DppFenceCreate>(DPP_MAGIC, 0x02);
+pub(crate) const DPP_SIGNAL_FENCE: Opcode = opcode::write::<uapi::DppFenceSignal>(DPP_MAGIC, 0x03);
+pub(crate) const DPP_WAIT_FENCE: Opcode = opcode::read_write::<uapi::DppFenceWait>(DPP_MAGIC, 0x04);
+pub(crate) const DPP_SUBMIT_JOB: Opcode = opcode::read_write::<uapi::DppJob>(DPP_MAGIC, 0x05);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dpp_opcodes_match_the_uapi_crate() {
+        let pairs = [
+            (DPP_GET_INFO, uapi::DPP_IOCTL_GET_INFO),
+            (DPP_ALLOC, uapi::DPP_IOCTL_ALLOC),
+            (DPP_CREATE_FENCE, uapi::DPP_IOCTL_CREATE_FENCE),
+            (DPP_SIGNAL_FENCE, uapi::DPP_IOCTL_SIGNAL_FENCE),
+            (DPP_WAIT_FENCE, uapi::DPP_IOCTL_WAIT_FENCE),
+            (DPP_SUBMIT_JOB, uapi::DPP_IOCTL_SUBMIT_JOB),
+        ];
+        for (ours, uapi) in pairs {
+            assert_eq!(ours as u64, u64::from(uapi));
+        }
+    }
 
     /// The opcodes as printed by a C program including the kernel headers.
     #[test]

@@ -181,7 +181,8 @@ struct dpp_fence_wait {
  * source's as a read fence. The jobs of one open file signal in submission
  * order. The out-fence carries the error of a failed in-fence (the job does
  * not run), -EIO (transfer failed), -ETIMEDOUT (not done in 5 s + 0.2 s per
- * MiB), -ECANCELED (DMA channel released) or -ENODEV (engine gone).
+ * MiB) or -ECANCELED (DMA channel released while it ran or before it could
+ * start).
  */
 struct dpp_job {
 	__u32 op;

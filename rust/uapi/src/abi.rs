@@ -187,7 +187,7 @@ pub struct DppFenceWait {
 /// (that error) or the job could not be queued; it signals with `-EIO` if the
 /// transfer failed, `-ETIMEDOUT` if it did not complete in time (5 s + 0.2 s
 /// per MiB), `-ECANCELED` if the DMA channel was released (unbind,
-/// shutdown), `-ENODEV` if it went away before the job ran.
+/// shutdown) while the job ran or before it could start.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DppJob {
