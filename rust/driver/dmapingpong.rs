@@ -422,9 +422,6 @@ impl Stats {
     }
 }
 
-/// The DMA engine of a device: a channel of the SoC's DMA controller and the buffer that fills
-/// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
-/// unmapped before the channel is released.
 /// Numbers the DMA engines of the driver, so that a job prepared for one engine never runs on
 /// another (its buffers are mapped for the first one's controller).
 static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -437,6 +434,15 @@ struct DmaEngine {
     pattern: CoherentAllocation<u8>,
     chan: Channel,
     generation: u64,
+}
+
+impl Drop for DmaEngine {
+    fn drop(&mut self) {
+        // Aborts the transfers in flight (their jobs' fences signal -ECANCELED) before the pattern
+        // buffer they may read is unmapped and freed (the fields drop after this).
+        let _section = SignallingSection::begin();
+        self.chan.terminate();
+    }
 }
 
 impl DmaEngine {
@@ -741,13 +747,14 @@ impl Job {
     ) {
         self.deps.fetch_add(1, Ordering::AcqRel);
         let job = self.clone();
-        let added = fence
-            .add_callback(move |result| job.dep_done(if ordering_only { Ok(()) } else { result }));
+        let added = fence.add_callback(&crate::THIS_MODULE, move |result| {
+            job.dep_done(if ordering_only { Ok(()) } else { result })
+        });
         match added {
             Ok(reg) => {
                 if let Err(reg) = regs.push_within_capacity(reg) {
-                    // Cannot happen (the capacity was reserved); keeping the registration alive
-                    // is what matters.
+                    // Cannot happen (the capacity was reserved). Leaking the registration keeps
+                    // the callback (and pins the module) rather than losing the dependency.
                     core::mem::forget(reg);
                 }
             }
@@ -833,11 +840,15 @@ impl Job {
         let _ = workqueue::system_unbound()
             .enqueue_delayed::<Arc<Job>, 2>(self.clone(), msecs_to_jiffies(timeout as u32));
         for op in dma.ops.iter() {
-            // The addresses come from mappings of the job's buffers for the channel's device,
-            // held by `dma` until the job's cleanup, after the transfer.
             let added = match *op {
-                DmaOp::Copy { dst, src, len } => transfer.memcpy(dst, src, len),
-                DmaOp::Set { dst, value, len } => transfer.memset(dst, value, len),
+                // SAFETY: The addresses come from the mappings of the job's buffers (and of the
+                // pattern buffer) for the channel's device that `dma` and `engine` hold; `dma` is
+                // dropped by the job's cleanup, queued by the transfer's completion, and the
+                // engine terminates its transfers before it unmaps the pattern. The buffers'
+                // reservations keep other jobs and implicitly synced CPU access off the ranges.
+                DmaOp::Copy { dst, src, len } => unsafe { transfer.memcpy(dst, src, len) },
+                // SAFETY: As above.
+                DmaOp::Set { dst, value, len } => unsafe { transfer.memset(dst, value, len) },
             };
             // A failure is the transfer's result; the operations added before it still run.
             if added.is_err() {
@@ -906,11 +917,13 @@ impl WorkItem<2> for Job {
 
     fn run(job: Arc<Job>) {
         let _section = SignallingSection::begin();
+        // The engine first: while it is held, no next DMA job can start a transfer that the
+        // termination below would abort.
+        let engine = job.pool.engine.lock();
         if job.completed.load(Ordering::Acquire) {
             return;
         }
         job.timed_out.store(true, Ordering::Release);
-        let engine = job.pool.engine.lock();
         if let Some(engine) = engine.as_ref() {
             dev_warn!(
                 engine.chan.device(),
@@ -979,8 +992,6 @@ fn pair_segments(
     Ok(out)
 }
 
-/// An open file of `/dev/dmapingpong`: a fence context and its pending fences, and the fence
-/// context of its jobs.
 /// A user fence that has not signalled, and when it times out.
 struct PendingFence {
     fence: ARef<Fence>,
@@ -1012,6 +1023,8 @@ struct Pending {
     fences: KVec<PendingFence>,
     /// Whether `deadline_work` is queued.
     armed: bool,
+    /// Set when the file is released: the deadline work is not queued any more.
+    closed: bool,
 }
 
 impl_has_delayed_work! {
@@ -1027,7 +1040,7 @@ fn delay_jiffies(delta: Delta) -> Jiffies {
 impl UserFences {
     /// Queues the deadline work for the oldest pending fence, if it is not queued.
     fn arm(self: &Arc<Self>, pending: &mut Pending) {
-        if pending.armed {
+        if pending.armed || pending.closed {
             return;
         }
         if let Some(first) = pending.fences.first() {
@@ -1129,21 +1142,29 @@ struct DmaPingPongFile {
     /// The last job submitted on this file, which the next one runs after.
     #[pin]
     last_job: Mutex<Option<Arc<Job>>>,
+    /// Serializes `SUBMIT_JOB` on the file from the out-fence's creation to its linking after
+    /// the file's last job and the device's last DMA job, so that jobs are linked in seqno order
+    /// (never taken on a signalling path).
+    #[pin]
+    submit_lock: Mutex<()>,
 }
 
 #[pinned_drop]
 impl PinnedDrop for DmaPingPongFile {
     fn drop(self: Pin<&mut Self>) {
         let user = &self.user;
-        workqueue::cancel_delayed::<UserFences, 0>(user);
         // Nobody can signal these fences any more: signal them with an error, so that their
         // waiters (other processes, dma-buf poll()) wake up instead of hanging.
         let section = SignallingSection::begin();
         let mut pending = user.pending.lock();
+        pending.closed = true;
         let n = pending.fences.len();
         user.signal_oldest(&mut pending, n, Err(ECANCELED));
         drop(pending);
         drop(section);
+        // The deadline work is neither queued nor running after this (`closed` keeps it from
+        // queueing itself again), so none runs after the module is unloaded.
+        workqueue::cancel_delayed_sync::<UserFences, 0>(user);
     }
 }
 
@@ -1498,6 +1519,7 @@ impl DmaPingPongFile {
         // The callbacks: the in-fences, the two implicit dependencies, the previous DMA job.
         let deps = KVec::with_capacity(in_fences.len() + 3, GFP_KERNEL)?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(kernel::bindings::O_CLOEXEC)?;
+        let _submitting = self.submit_lock.lock();
         let data = JobData {
             dst,
             src: src.as_ref().map(|(_, buffer)| buffer.clone()),
@@ -1701,6 +1723,7 @@ impl MiscDevice for DmaPingPongFile {
                 pending <- new_mutex!(Pending {
                     fences: KVec::new(),
                     armed: false,
+                    closed: false,
                 }),
                 deadline_work <- new_delayed_work!("dmapingpong::UserFences::deadline_work"),
             }),
@@ -1712,6 +1735,7 @@ impl MiscDevice for DmaPingPongFile {
                 user,
                 jobs: Timeline::new(DRIVER_NAME, jobs, &crate::THIS_MODULE)?,
                 last_job <- new_mutex!(None),
+                submit_lock <- new_mutex!(()),
             }),
             GFP_KERNEL,
         )
