@@ -1300,7 +1300,7 @@ impl DmaPingPongFile {
             }
         };
 
-        // Every fallible step first, then publish (reservation, pending list, fd), in that order.
+        // Every fallible step first, then publish (pending list, reservation, fd), in that order.
         let _creating = user.create_lock.lock();
         user.grow()?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags(req.flags))?;
