@@ -102,15 +102,20 @@ const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 /// this driver builds against.)
 const USER_FENCE_MAX_DEADLINE_MS: u32 = 60_000;
 
-/// Logs why a request was rejected and returns `EINVAL`.
-///
-/// Rate-limited per device: the first 10 rejections are logged, then every 1000th, so that
-/// user space cannot flood the log.
+/// Counts one more event that user space causes on `counter` and returns its number (from 1)
+/// if it is to be logged: the first 10, then every 1000th, so that user space cannot flood the
+/// log.
+fn log_ratelimited(counter: &AtomicU32) -> Option<u32> {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    (n < 10 || n % 1000 == 0).then_some(n + 1)
+}
+
+/// Logs why a request was rejected (rate-limited per device, see [`log_ratelimited`]) and
+/// returns `EINVAL`.
 macro_rules! invalid {
     ($pool:expr, $($arg:tt)*) => {{
-        let n = $pool.rejected.fetch_add(1, Ordering::Relaxed);
-        if n < 10 || n % 1000 == 0 {
-            dev_info!($pool.lease.device(), "rejected request ({} so far): {}\n", n + 1,
+        if let Some(n) = log_ratelimited(&$pool.rejected) {
+            dev_info!($pool.lease.device(), "rejected request ({} so far): {}\n", n,
                       format_args!($($arg)*));
         }
         EINVAL
@@ -1116,15 +1121,12 @@ impl WorkItem for UserFences {
                 left.is_negative() || left.is_zero()
             })
             .count();
-        if expired > 0 {
-            let n = this.pool.rejected.fetch_add(1, Ordering::Relaxed);
-            if n < 10 || n % 1000 == 0 {
-                dev_info!(
-                    this.pool.lease.device(),
-                    "{}: {expired} user fence(s) not signalled by their deadline: signalled with -ETIMEDOUT\n",
-                    this.timeline.name()
-                );
-            }
+        if expired > 0 && log_ratelimited(&this.pool.rejected).is_some() {
+            dev_info!(
+                this.pool.lease.device(),
+                "{}: {expired} user fence(s) not signalled by their deadline: signalled with -ETIMEDOUT\n",
+                this.timeline.name()
+            );
         }
         this.signal_oldest(&mut pending, expired, Err(ETIMEDOUT));
         this.arm(&mut pending);
