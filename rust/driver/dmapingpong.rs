@@ -199,7 +199,9 @@ impl Pool {
 /// A buffer: coherent memory from the pool, exported as a dma-buf.
 #[pin_data(PinnedDrop)]
 struct Buffer {
-    mem: CoherentAllocation<u8>,
+    /// Shared with the tables mapped for importers and the user-space mappings, which the
+    /// dma-buf core removes before the buffer's release: none outlives the buffer.
+    mem: Arc<CoherentAllocation<u8>>,
     pool: Arc<Pool>,
     /// The buffer mapped for the DMA controller while DMA jobs use it: mapped once, however
     /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
@@ -226,18 +228,22 @@ impl Buffer {
         let mem = pool.lease.access(|dev| {
             CoherentAllocation::<u8>::alloc_attrs(dev, size, GFP_KERNEL, DMA_ATTR_NO_WARN)
         });
-        let mem = match mem {
-            Ok(Ok(mem)) => mem,
-            Ok(Err(err)) | Err(err) => {
+        let mem = match mem.and_then(|mem| Ok(Arc::new(mem?, GFP_KERNEL)?)) {
+            Ok(mem) => mem,
+            Err(err) => {
                 pool.unreserve(size as u64);
                 return Err(err);
             }
         };
         // The device's CMA area is the pool, but the DMA layer falls back to other memory when
-        // it is exhausted: such a buffer would not be bounded by the pool.
+        // it is exhausted: such a buffer would not be bounded by the pool. The region is a
+        // physical range (the DMA handle is a bus address, different under `dma-ranges`).
         let base = pool.region.base();
-        let start = mem.dma_handle();
-        if start < base || start + size as u64 > base + pool.region.size() {
+        let inside = match mem.phys_addr() {
+            Ok(Some(start)) => start >= base && start + size as u64 <= base + pool.region.size(),
+            Ok(None) | Err(_) => false,
+        };
+        if !inside {
             drop(mem);
             pool.unreserve(size as u64);
             dev_info!(
@@ -436,7 +442,7 @@ static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// unmapped before the channel is released.
 struct DmaEngine {
     pattern_map: KBox<MappedSgTable>,
-    pattern: CoherentAllocation<u8>,
+    pattern: Arc<CoherentAllocation<u8>>,
     chan: Channel,
     generation: u64,
 }
@@ -476,8 +482,10 @@ impl DmaEngine {
                 }
             },
         };
-        let pattern =
-            CoherentAllocation::<u8>::alloc_attrs(dev, PATTERN_SIZE, GFP_KERNEL, DMA_ATTR_NO_WARN)?;
+        let pattern = Arc::new(
+            CoherentAllocation::<u8>::alloc_attrs(dev, PATTERN_SIZE, GFP_KERNEL, DMA_ATTR_NO_WARN)?,
+            GFP_KERNEL,
+        )?;
         let pattern_map = pattern.map_sg_table(chan.device(), DataDirection::ToDevice)?;
         dev_info!(
             chan.device(),

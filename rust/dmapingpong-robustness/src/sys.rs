@@ -309,6 +309,22 @@ impl RawMap {
         unsafe { rustix::mm::mprotect(self.ptr.as_ptr().cast(), self.len, flags) }
     }
 
+    /// `mprotect()` of `len` bytes at `offset` (page-aligned), which splits the mapping into
+    /// separate VMAs.
+    pub fn protect_range(
+        &mut self,
+        offset: usize,
+        len: usize,
+        flags: MprotectFlags,
+    ) -> Result<(), Errno> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: a range of our own mapping (checked above); no Rust reference into it is alive
+        // (`self` is exclusively borrowed).
+        unsafe { rustix::mm::mprotect(self.ptr.as_ptr().add(offset).cast(), len, flags) }
+    }
+
     /// `mremap()` to `new_len`; on success the mapping is moved or resized.
     pub fn remap(&mut self, new_len: usize, flags: MremapFlags) -> Result<(), Errno> {
         // SAFETY: our own mapping, no reference into it alive; on success we

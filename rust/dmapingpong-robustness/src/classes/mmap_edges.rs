@@ -135,8 +135,18 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
         status.signal()
     ));
 
-    // A mapping outlives the fd and the device: data intact and writable.
-    let keep = RawMap::shared(fd, len, 0).map_err(|e| Failure::os("mmap", e))?;
+    // A mapping outlives the fd and the device: data intact and writable. It is split in three
+    // VMAs first (mprotect of page 1, then back: VMAs with a close operation are not merged
+    // again), each holding its own reference to the memory, taken by vm_ops->open and dropped
+    // by vm_ops->close (the debug kernel's KASAN and kmemleak see a wrong count).
+    let mut keep = RawMap::shared(fd, len, 0).map_err(|e| Failure::os("mmap", e))?;
+    for flags in [
+        MprotectFlags::READ,
+        MprotectFlags::READ | MprotectFlags::WRITE,
+    ] {
+        keep.protect_range(p, p, flags)
+            .map_err(|e| Failure::os(format!("mprotect({flags:?}) of page 1"), e))?;
+    }
     pattern::fill(keep.words(), 11, 0);
     drop(buf);
     drop(dev);
