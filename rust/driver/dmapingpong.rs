@@ -207,6 +207,10 @@ struct Buffer {
     /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
     #[pin]
     engine_map: Mutex<EngineMap>,
+    /// The tables mapped for importers (the DMA controller's included), synced around CPU
+    /// access by `begin_cpu_access`/`end_cpu_access`.
+    #[pin]
+    mapped: Mutex<KVec<Arc<MappedSgTable>>>,
 }
 
 /// The mapping of a buffer for the DMA controller, and how many jobs use it.
@@ -261,6 +265,7 @@ impl Buffer {
                     users: 0,
                     map: None,
                 }),
+                mapped <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         );
@@ -346,16 +351,49 @@ impl PinnedDrop for Buffer {
     }
 }
 
-// The memory is a coherent allocation: CPU access needs no cache maintenance, so
-// `begin_cpu_access`/`end_cpu_access` are not implemented (DMA_BUF_IOCTL_SYNC succeeds).
+// The memory is a coherent allocation, so the exporter's own CPU accesses (kernel and user
+// mappings) need no cache maintenance. An importer's device may not be DMA-coherent when the
+// exporter's is (the CPU mappings are then cacheable): as the CMA heap does, the tables mapped
+// for importers are synced for the CPU at the start of CPU access and for the devices at its end
+// (the DMA API does nothing for coherent devices).
 #[vtable]
 impl dma_buf::Exporter for Buffer {
     fn map_dma_buf(
         this: ArcBorrow<'_, Self>,
         attachment: &Attachment,
         dir: DataDirection,
-    ) -> Result<KBox<MappedSgTable>> {
-        this.mem.map_sg_table(attachment.device(), dir)
+    ) -> Result<Arc<MappedSgTable>> {
+        let table = this.mem.map_sg_table(attachment.device(), dir)?;
+        this.mapped.lock().push(table.clone(), GFP_KERNEL)?;
+        Ok(table)
+    }
+
+    fn unmap_dma_buf(this: ArcBorrow<'_, Self>, table: Arc<MappedSgTable>) {
+        this.mapped.lock().retain(|t| !Arc::ptr_eq(t, &table));
+    }
+
+    fn begin_cpu_access(this: ArcBorrow<'_, Self>, dmabuf: &DmaBuf, dir: DataDirection) -> Result {
+        // The devices' writes are complete when the fences signal: wait for them before the
+        // caches are invalidated (the dma-buf core waits only after this callback), with the
+        // usage the core waits for: a CPU write waits for readers and writers.
+        let usage = match dir {
+            DataDirection::FromDevice => Usage::Write,
+            _ => Usage::Read,
+        };
+        dmabuf
+            .resv()
+            .wait_timeout(usage, true, Delta::from_secs(i64::MAX))?;
+        for table in this.mapped.lock().iter() {
+            table.sync_for_cpu();
+        }
+        Ok(())
+    }
+
+    fn end_cpu_access(this: ArcBorrow<'_, Self>, _dmabuf: &DmaBuf, _dir: DataDirection) -> Result {
+        for table in this.mapped.lock().iter() {
+            table.sync_for_device();
+        }
+        Ok(())
     }
 
     fn mmap(this: ArcBorrow<'_, Self>, vma: &VmaNew) -> Result {
@@ -441,7 +479,7 @@ static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
 /// unmapped before the channel is released.
 struct DmaEngine {
-    pattern_map: KBox<MappedSgTable>,
+    pattern_map: Arc<MappedSgTable>,
     pattern: Arc<CoherentAllocation<u8>>,
     chan: Channel,
     generation: u64,

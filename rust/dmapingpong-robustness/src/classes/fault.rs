@@ -449,6 +449,138 @@ fn task_filter(ctx: &Ctx, knobs: &mut Knobs, diags: &mut Diags) -> Result<u64> {
     Ok(injected)
 }
 
+/// The platform driver's directory in sysfs.
+const DRIVER_DIR: &str = "/sys/bus/platform/drivers/dmapingpong";
+/// Where the kernel shows its CMA areas (`CONFIG_CMA_DEBUGFS`).
+const CMA_DEBUGFS: &str = "/sys/kernel/debug/cma";
+/// Most allocations of one bind tried (a probe makes a few hundred).
+const PROBE_NTH_MAX: u32 = 3000;
+
+/// The name of the device bound to the driver (its sysfs link in the driver's directory).
+fn bound_device() -> Result<Option<String>> {
+    let entries =
+        std::fs::read_dir(DRIVER_DIR).map_err(|e| Failure::io(format!("read {DRIVER_DIR}"), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure::io(format!("read {DRIVER_DIR}"), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if link && name != "module" {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Pages of the pool's CMA area in use (`cma/<area>/used`; the area is named after its
+/// reserved-memory node, `dmapingpong-pool` in our overlays).
+fn cma_used() -> Result<u64> {
+    let entries = std::fs::read_dir(CMA_DEBUGFS)
+        .map_err(|e| Failure::io(format!("read {CMA_DEBUGFS}"), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure::io(format!("read {CMA_DEBUGFS}"), e))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("dmapingpong")
+        {
+            let path = entry.path().join("used");
+            let s = std::fs::read_to_string(&path)
+                .map_err(|e| Failure::io(format!("read {}", path.display()), e))?;
+            return s
+                .trim()
+                .parse()
+                .map_err(|_| Failure::Check(format!("{}: not a number: {s:?}", path.display())));
+        }
+    }
+    fail!("no CMA area of the pool in {CMA_DEBUGFS} (CONFIG_CMA_DEBUGFS)")
+}
+
+/// Writes the device's name to the driver's `bind` or `unbind` file.
+fn bind_file(file: &OwnedFd, dev: &str) -> std::result::Result<(), Errno> {
+    rustix::io::write(file, dev.as_bytes()).map(drop)
+}
+
+/// Phase 3: the probe path. The device is unbound from the driver and bound again with
+/// `fail-nth` failing the n-th allocation of the bind, n = 1, 2, ..., until a bind does not
+/// reach its n-th allocation. A probe that fails must undo all it did, in an order that frees
+/// every page to where it came from: after it the pool's CMA area holds no page (a pattern
+/// buffer freed after the area was detached from the device goes to the page allocator and
+/// stays counted in the area), and the device binds again.
+fn probe(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
+    let usage = ctx.usage()?;
+    if usage.buffers != 0 || usage.fences_pending != 0 {
+        diags.push(format!(
+            "probe: skipped, the driver is in use ({usage}) and unbinding would cancel it"
+        ));
+        return Ok(0);
+    }
+    let Some(dev) = bound_device()? else {
+        fail!("no device bound to {DRIVER_DIR}");
+    };
+    let open = |name: &str| {
+        let path = format!("{DRIVER_DIR}/{name}");
+        rustix::fs::open(
+            path.as_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Failure::os(format!("open {path}"), e))
+    };
+    let (bind, unbind) = (open("bind")?, open("unbind")?);
+    let unbound = |what: &str| -> Result<()> {
+        if bound_device()?.is_some() {
+            bind_file(&unbind, &dev).map_err(|e| Failure::os(format!("unbind {dev}"), e))?;
+        }
+        let used = cma_used()?;
+        if used != 0 {
+            fail!("{what}: {used} page(s) of the pool's CMA area still in use with {dev} unbound");
+        }
+        Ok(())
+    };
+    unbound("unbind")?;
+    let nth = ProcKnob::open("fail-nth")?;
+    let (mut injected, mut failed, mut n) = (0, 0, 1);
+    loop {
+        if n > PROBE_NTH_MAX {
+            fail!("bind of {dev} still reaches allocation {PROBE_NTH_MAX}");
+        }
+        nth.write(n).map_err(|e| Failure::os("write fail-nth", e))?;
+        let r = bind_file(&bind, &dev);
+        let left = nth.read();
+        let disarm = nth.write(0);
+        let left = left.map_err(|e| Failure::os("read fail-nth", e))?;
+        disarm.map_err(|e| Failure::os("reset fail-nth", e))?;
+        let bound = bound_device()?.is_some();
+        match r {
+            Ok(()) if !bound => fail!("bind of {dev} succeeded but it is not bound"),
+            Ok(()) if left != 0 => break,
+            Ok(()) => {}
+            // A failed probe may be deferred and retried by the driver core later: the device
+            // is unbound here, or bound by that retry.
+            Err(_) => failed += 1,
+        }
+        injected += u64::from(left == 0);
+        unbound(&format!("bind with allocation {n} failing ({r:?})"))?;
+        n += 1;
+    }
+    // Bound without a failure: usable again.
+    let deadline = std::time::Instant::now() + ctx.timeout;
+    while ctx.usage().is_err() {
+        if std::time::Instant::now() > deadline {
+            fail!(
+                "{} did not come back after binding {dev}",
+                ctx.device.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    diags.push(format!(
+        "probe: a bind of {dev} makes {} allocations; {failed} bind(s) failed, none left a page of the pool's CMA area allocated",
+        n - 1
+    ));
+    Ok(injected)
+}
+
 /// Runs the class.
 pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let present = TYPES
@@ -471,10 +603,11 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let systematic = systematic(ctx, diags)?;
     let filtered = task_filter(ctx, &mut knobs, diags)?;
     drop(knobs);
-    Figures::add(&ctx.figures.fault_injections, systematic + filtered);
+    let probe = probe(ctx, diags)?;
+    Figures::add(&ctx.figures.fault_injections, systematic + filtered + probe);
     diags.push(format!(
-        "{} allocation failures injected ({systematic} fail-nth, {filtered} task-filter)",
-        systematic + filtered
+        "{} allocation failures injected ({systematic} fail-nth, {filtered} task-filter, {probe} probe)",
+        systematic + filtered + probe
     ));
     // Everything works again.
     super::sanity_cycle(ctx)?;
