@@ -563,6 +563,12 @@ fn probe(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
         unbound(&format!("bind with allocation {n} failing ({r:?})"))?;
         n += 1;
     }
+    if failed == 0 {
+        fail!(
+            "no bind of {dev} failed in {} tries: the failures did not reach the probe",
+            n - 1
+        );
+    }
     // Bound without a failure: usable again.
     let deadline = std::time::Instant::now() + ctx.timeout;
     while ctx.usage().is_err() {
@@ -602,8 +608,8 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     knobs.set("cache-filter", "N")?;
     let systematic = systematic(ctx, diags)?;
     let filtered = task_filter(ctx, &mut knobs, diags)?;
-    drop(knobs);
     let probe = probe(ctx, diags)?;
+    drop(knobs);
     Figures::add(&ctx.figures.fault_injections, systematic + filtered + probe);
     diags.push(format!(
         "{} allocation failures injected ({systematic} fail-nth, {filtered} task-filter, {probe} probe)",
