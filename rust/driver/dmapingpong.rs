@@ -37,7 +37,7 @@ use kernel::{
     devres::BoundDevice,
     dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable},
     dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
-    dma_fence::{CallbackRegistration, Fence, SignallingSection, Timeline},
+    dma_fence::{CallbackRegistration, Fence, PreparedCallback, SignallingSection, Timeline},
     dma_resv::{ResvGuard, Usage},
     dmaengine::{Capability, Channel, Completion},
     fs::{file::FileDescriptorReservation, File},
@@ -101,6 +101,11 @@ const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 /// milliseconds. (A module parameter once the Rust module-parameter support is in the kernel
 /// this driver builds against.)
 const USER_FENCE_MAX_DEADLINE_MS: u32 = 60_000;
+
+/// The most user fences a file may have pending (`CREATE_FENCE` fails with `EBUSY` beyond): the
+/// signalling paths walk the pending list, and a file must not make the kernel hold memory
+/// without bound.
+const USER_FENCES_MAX_PENDING: usize = abi::DPP_FENCE_MAX_PENDING as usize;
 
 /// Counts one more event that user space causes on `counter` and returns its number (from 1)
 /// if it is to be logged: the first 10, then every 1000th, so that user space cannot flood the
@@ -175,6 +180,8 @@ struct Pool {
     buffers: AtomicU64,
     fences_pending: AtomicU64,
     rejected: AtomicU32,
+    /// User fences signalled at their deadline, for the rate limit of their log lines.
+    deadline_logs: AtomicU32,
     stats: Arc<Stats>,
     /// Last: released after the region and the engine.
     _claim: PoolClaim,
@@ -787,33 +794,29 @@ impl Job {
         }
     }
 
-    /// Makes the job wait for `fence` (passing its error on unless `ordering_only`); if that is
-    /// not possible, the job fails instead. The registration goes into `regs`, whose capacity
-    /// was reserved.
+    /// The callback of a dependency of the job (passing its error on unless `ordering_only`),
+    /// allocated before the job is published so that adding it cannot fail.
+    fn dep_callback(self: &Arc<Self>, ordering_only: bool) -> Result<PreparedCallback> {
+        let job = self.clone();
+        PreparedCallback::new(&crate::THIS_MODULE, move |result| {
+            job.dep_done(if ordering_only { Ok(()) } else { result })
+        })
+    }
+
+    /// Makes the job wait for `fence` with the callback `cb` of [`Job::dep_callback`]. The
+    /// registration goes into `regs`, whose capacity was reserved.
     fn add_dep(
         self: &Arc<Self>,
         fence: &Fence,
-        ordering_only: bool,
+        cb: PreparedCallback,
         regs: &mut KVec<CallbackRegistration>,
     ) {
         self.deps.fetch_add(1, Ordering::AcqRel);
-        let job = self.clone();
-        let added = fence.add_callback(&crate::THIS_MODULE, move |result| {
-            job.dep_done(if ordering_only { Ok(()) } else { result })
-        });
-        match added {
-            Ok(reg) => {
-                if let Err(reg) = regs.push_within_capacity(reg) {
-                    // Cannot happen (the capacity was reserved). Leaking the registration keeps
-                    // the callback (and pins the module) rather than losing the dependency.
-                    core::mem::forget(reg);
-                }
-            }
-            Err(err) => {
-                self.record_error(err);
-                // Not zero: the submission holds one.
-                self.deps.fetch_sub(1, Ordering::AcqRel);
-            }
+        let reg = fence.add_prepared(cb);
+        if let Err(reg) = regs.push_within_capacity(reg) {
+            // Cannot happen (the capacity was reserved). Leaking the registration keeps the
+            // callback (and pins the module) rather than losing the dependency.
+            core::mem::forget(reg);
         }
     }
 
@@ -1127,10 +1130,21 @@ impl UserFences {
             let pending = self.pending.lock();
             (pending.fences.len(), pending.fences.capacity())
         };
+        if len >= USER_FENCES_MAX_PENDING {
+            if let Some(n) = log_ratelimited(&self.pool.rejected) {
+                dev_info!(
+                    self.pool.lease.device(),
+                    "rejected request ({n} so far): CREATE_FENCE: {len} user fences of {} are pending, the most a file may have\n",
+                    self.timeline.name()
+                );
+            }
+            return Err(EBUSY);
+        }
         if len < capacity {
             return Ok(());
         }
-        let mut bigger = KVec::with_capacity((capacity * 2).max(8), GFP_KERNEL)?;
+        let capacity = (capacity * 2).clamp(8, USER_FENCES_MAX_PENDING);
+        let mut bigger = KVec::with_capacity(capacity, GFP_KERNEL)?;
         let old = {
             let mut pending = self.pending.lock();
             // As many as before or fewer (only this file's `create_lock` holder adds fences).
@@ -1167,7 +1181,7 @@ impl WorkItem for UserFences {
                 left.is_negative() || left.is_zero()
             })
             .count();
-        if expired > 0 && log_ratelimited(&this.pool.rejected).is_some() {
+        if expired > 0 && log_ratelimited(&this.pool.deadline_logs).is_some() {
             dev_info!(
                 this.pool.lease.device(),
                 "{}: {expired} user fence(s) not signalled by their deadline: signalled with -ETIMEDOUT\n",
@@ -1669,6 +1683,18 @@ impl DmaPingPongFile {
         if src.is_some() {
             resv.reserve_fences(1, 1)?;
         }
+        // The dependencies' callbacks: the in-fences and the implicit ones, and the previous DMA
+        // job, known only once published.
+        let ndeps =
+            in_fences.len() + usize::from(dst_deps.is_some()) + usize::from(src_deps.is_some());
+        let mut callbacks = KVec::with_capacity(ndeps, GFP_KERNEL)?;
+        for _ in 0..ndeps {
+            callbacks.push(job.dep_callback(false)?, GFP_KERNEL)?;
+        }
+        let after_previous = match job.spec.engine {
+            abi::DPP_ENGINE_DMA => Some(job.dep_callback(true)?),
+            _ => None,
+        };
 
         // From here on nothing fails: the job always runs and signals its fence, in order after
         // the last job of the file.
@@ -1681,15 +1707,16 @@ impl DmaPingPongFile {
             };
             drop(data);
             let implicit_deps = Iterator::chain(dst_deps.iter(), src_deps.iter());
-            for fence in Iterator::chain(in_fences.iter(), implicit_deps) {
-                job.add_dep(fence, false, &mut regs);
+            let deps = Iterator::chain(in_fences.iter(), implicit_deps);
+            for (fence, cb) in Iterator::zip(deps, callbacks.drain_all()) {
+                job.add_dep(fence, cb, &mut regs);
             }
-            if job.spec.engine == abi::DPP_ENGINE_DMA {
+            if let Some(cb) = after_previous {
                 // DMA jobs of a device run one at a time, whatever their files (they share the
                 // pattern buffer): after the previous one, whatever its result.
                 let previous = pool.last_dma.lock().replace(job.out.clone());
                 if let Some(previous) = previous {
-                    job.add_dep(&previous, true, &mut regs);
+                    job.add_dep(&previous, cb, &mut regs);
                 }
             }
             if let Some(data) = job.data.lock().as_mut() {
@@ -1891,6 +1918,7 @@ impl platform::Driver for DmaPingPongDriver {
                 buffers: AtomicU64::new(0),
                 fences_pending: AtomicU64::new(0),
                 rejected: AtomicU32::new(0),
+                deadline_logs: AtomicU32::new(0),
                 stats: pool_stats,
                 _claim: claim,
             }),

@@ -41,6 +41,9 @@
 /* Deadline of a user fence created with deadline_ms 0, in milliseconds. */
 #define DPP_FENCE_DEFAULT_DEADLINE_MS 10000
 
+/* The most user fences a file may have pending (else -EBUSY). */
+#define DPP_FENCE_MAX_PENDING 1024
+
 /* Job operation: fill with copies of the 8-byte pattern (native byte order). */
 #define DPP_JOB_FILL 1
 /* Job operation: copy the source to the destination. */
@@ -213,7 +216,8 @@ struct dpp_job {
  * Creates a fence on this file's context, optionally adds it to a dma-buf's
  * reservation, and returns it as a sync_file. Errors: -EINVAL (bad
  * usage/flags/reserved, dmabuf_fd not a dma-buf), -EBADF (dmabuf_fd not
- * open), -ENOMEM, -EMFILE, -EINTR.
+ * open), -EBUSY (DPP_FENCE_MAX_PENDING fences of this file pending),
+ * -ENOMEM, -EMFILE, -EINTR.
  */
 #define DPP_IOCTL_CREATE_FENCE _IOWR(DPP_IOC_MAGIC, 0x02, struct dpp_fence_create)
 /*

@@ -53,6 +53,10 @@ pub const DPP_MAX_ERRNO: i32 = 4095;
 /// (that of vgem's fences).
 pub const DPP_FENCE_DEFAULT_DEADLINE_MS: u32 = 10_000;
 
+/// The most user fences a file may have pending: `CREATE_FENCE` fails with
+/// `-EBUSY` beyond (their sync_files may be closed, they stay pending).
+pub const DPP_FENCE_MAX_PENDING: u32 = 1024;
+
 /// Job operation: fill `size` bytes of the destination with copies of the 8-byte
 /// `pattern` (native byte order).
 pub const DPP_JOB_FILL: u32 = 1;
@@ -257,7 +261,8 @@ pub const DPP_IOCTL_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x01, core::mem::size
 /// reservation, and returns it as a sync_file.
 ///
 /// Errors: `-EINVAL` (bad usage, non-zero flags/reserved, `dmabuf_fd` not a dma-buf),
-/// `-EBADF` (`dmabuf_fd` not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
+/// `-EBADF` (`dmabuf_fd` not open), `-EBUSY` ([`DPP_FENCE_MAX_PENDING`] fences of this file pending), `-ENOMEM`,
+/// `-EMFILE`, `-EINTR`.
 pub const DPP_IOCTL_CREATE_FENCE: u32 = ioc(
     IOC_READ | IOC_WRITE,
     0x02,

@@ -96,6 +96,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "DPP_FENCE_DEFAULT_DEADLINE_MS",
             u64::from(DPP_FENCE_DEFAULT_DEADLINE_MS),
         ),
+        ("DPP_FENCE_MAX_PENDING", u64::from(DPP_FENCE_MAX_PENDING)),
         ("DPP_IOCTL_GET_INFO", u64::from(DPP_IOCTL_GET_INFO)),
         ("DPP_IOCTL_ALLOC", u64::from(DPP_IOCTL_ALLOC)),
         ("DPP_IOCTL_CREATE_FENCE", u64::from(DPP_IOCTL_CREATE_FENCE)),

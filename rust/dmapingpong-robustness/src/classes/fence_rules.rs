@@ -3,7 +3,8 @@
 //! point each:
 //!
 //! - `user_fence_deadline`: a user fence nobody signals signals with
-//!   `-ETIMEDOUT` after its deadline, and its waiter wakes with that error;
+//!   `-ETIMEDOUT` after its deadline, and its waiter wakes with that error; a
+//!   file with `DPP_FENCE_MAX_PENDING` fences pending gets `EBUSY`;
 //! - `user_fence_foreign_refused`: `CREATE_FENCE` on another exporter's
 //!   dma-buf (`/dev/dma_heap/system`, udmabuf) fails with `EINVAL`;
 //! - `fd_result_efault`: `ALLOC`, `CREATE_FENCE` and `SUBMIT_JOB` whose result
@@ -21,7 +22,7 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use super::{Diags, SHORT};
 use crate::ctx::Ctx;
-use crate::error::{Failure, Result, expect_errno, expect_raw};
+use crate::error::{Context, Failure, Result, expect_errno, expect_raw};
 use crate::ktap::Outcome;
 use crate::sys;
 
@@ -30,6 +31,7 @@ const DEADLINE_MS: u32 = 300;
 
 /// `user_fence_deadline`.
 pub fn deadline(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
+    let baseline = ctx.usage()?;
     let dev = ctx.open()?;
     let buf = dev.alloc(1)?;
     let start = Instant::now();
@@ -89,6 +91,34 @@ pub fn deadline(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     diags.push(format!(
         "a user fence with a {DEADLINE_MS} ms deadline signalled -ETIMEDOUT after {} ms",
         waited.as_millis()
+    ));
+    // A file has at most DPP_FENCE_MAX_PENDING fences pending (their sync_files closed, they
+    // stay pending): one more is EBUSY, and closing the file cancels them all.
+    let max = u::DPP_FENCE_MAX_PENDING;
+    let many = ctx.open()?;
+    for i in 0..max {
+        drop(
+            many.create_fence(None)
+                .ctx(format!("pending user fence {}", i + 1))?,
+        );
+    }
+    expect_errno(
+        many.create_fence(None),
+        Errno::BUSY,
+        &format!("CREATE_FENCE with {max} fences of the file pending"),
+    )?;
+    check!(
+        dev.info()?.fences_pending == u64::from(max),
+        "not {max} fences pending"
+    );
+    drop(many);
+    ctx.expect_baseline(
+        baseline,
+        "after closing a file with the most pending fences",
+    )?;
+    diags.push(format!(
+        "fence {} of a file with {max} pending: EBUSY",
+        max + 1
     ));
     Ok(Outcome::Pass)
 }
