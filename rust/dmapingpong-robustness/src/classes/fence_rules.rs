@@ -111,7 +111,7 @@ pub fn deadline(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
         dev.info()?.fences_pending == u64::from(max),
         "not {max} fences pending"
     );
-    drop(many);
+    drop((many, buf, dev));
     ctx.expect_baseline(
         baseline,
         "after closing a file with the most pending fences",
