@@ -743,7 +743,6 @@ struct Job {
     spec: JobSpec,
     pool: Arc<Pool>,
     timeline: Arc<Timeline>,
-    out: ARef<Fence>,
     #[pin]
     data: Mutex<Option<JobData>>,
     /// Unsignalled dependencies, plus one while the job is being submitted.
@@ -763,6 +762,9 @@ struct Job {
     /// Aborts a DMA transfer that takes too long.
     #[pin]
     timeout: DelayedWork<Job, 2>,
+    /// Last (fields drop in order): the fence holds a reference to this module (its fence ops),
+    /// whose code the other fields' drops run.
+    out: ARef<Fence>,
 }
 
 impl_has_work! {
