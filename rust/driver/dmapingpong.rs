@@ -97,6 +97,10 @@ const PATTERN_SIZE: usize = 64 * 1024;
 const JOB_TIMEOUT_BASE_MS: i64 = 5000;
 const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 
+/// CPU jobs fill and copy in pieces of this many bytes (a multiple of 8), with a scheduling point
+/// between them.
+const CPU_CHUNK: usize = 1 << 20;
+
 /// The longest deadline user space may give a user fence (`dpp_fence_create.deadline_ms`), in
 /// milliseconds. (A module parameter once the Rust module-parameter support is in the kernel
 /// this driver builds against.)
@@ -856,16 +860,26 @@ impl Job {
         let data = self.data.lock();
         let data = data.as_ref().ok_or(EINVAL)?;
         let dst = &data.dst.mem;
-        match (self.spec.op, &data.src) {
-            (Op::Fill(pattern), _) => dst.fill_u64(self.spec.dst_offset, self.spec.size, pattern),
-            (Op::Copy, Some(src)) => dst.copy_from(
-                self.spec.dst_offset,
-                &src.mem,
-                self.spec.src_offset,
-                self.spec.size,
-            ),
-            (Op::Copy, None) => Err(EINVAL),
+        let spec = &self.spec;
+        // In pieces, with a scheduling point between them: a job may cover the whole pool. (The
+        // ranges of a copy do not overlap, so the order of the pieces does not matter.)
+        let mut done = 0;
+        while done < spec.size {
+            let len = (spec.size - done).min(CPU_CHUNK);
+            match (spec.op, &data.src) {
+                (Op::Fill(pattern), _) => dst.fill_u64(spec.dst_offset + done, len, pattern),
+                (Op::Copy, Some(src)) => dst.copy_from(
+                    spec.dst_offset + done,
+                    &src.mem,
+                    spec.src_offset + done,
+                    len,
+                ),
+                (Op::Copy, None) => Err(EINVAL),
+            }?;
+            done += len;
+            kernel::task::might_sleep();
         }
+        Ok(())
     }
 
     /// Starts the job's transfer on the DMA channel; its completion signals the out-fence.
