@@ -2,7 +2,7 @@
 //! race and soak test suite of the dmapingpong driver (issue 5).
 //!
 //! ```text
-//! dmapingpong-robustness [--profile ci|full] [--seed N] [--device /dev/dmapingpong] [--only CLASS]
+//! dmapingpong-robustness [--profile ci|full] [--seed N] [--device /dev/dmapingpong] [--only CLASS[,CLASS...]]
 //! ```
 //!
 //! Prints KTAP version 1 on stdout, one test point per class, diagnostics as
@@ -18,7 +18,7 @@
 //! choices derive from the seed, printed first (from the clock if not given):
 //! `--seed N` replays a failing run as far as the scheduler allows.
 //!
-//! The classes, in order (`--only` runs one):
+//! The classes, in order (`--only` runs some):
 //!
 //! 1. `bad_ioctl_input`: wrong sizes and unknown numbers (`ENOTTY`), reserved
 //!    fields, unknown flags and usages, sizes 0 / 1 / unaligned / > pool /
@@ -109,7 +109,7 @@ struct Cli {
     /// Device node.
     #[arg(long, default_value = dmapingpong::Device::DEFAULT_PATH)]
     device: PathBuf,
-    /// Run only this class.
+    /// Run only this class (or these, comma-separated, in the suite's order).
     #[arg(long, value_parser = class_name)]
     only: Option<String>,
     /// Bound of every single wait, in milliseconds.
@@ -123,13 +123,12 @@ struct Cli {
 }
 
 fn class_name(s: &str) -> Result<String, String> {
-    CLASSES
-        .iter()
-        .find(|c| c.name == s)
-        .map(|c| c.name.to_string())
+    s.split(',')
+        .all(|name| CLASSES.iter().any(|c| c.name == name))
+        .then(|| s.to_string())
         .ok_or_else(|| {
             let names: Vec<_> = CLASSES.iter().map(|c| c.name).collect();
-            format!("unknown class {s:?}; classes: {}", names.join(", "))
+            format!("unknown class in {s:?}; classes: {}", names.join(", "))
         })
 }
 
@@ -168,7 +167,11 @@ fn main() -> ExitCode {
     });
     let classes: Vec<&Class> = CLASSES
         .iter()
-        .filter(|c| cli.only.as_deref().is_none_or(|o| o == c.name))
+        .filter(|c| {
+            cli.only
+                .as_deref()
+                .is_none_or(|o| o.split(',').any(|o| o == c.name))
+        })
         .collect();
     match run(&ctx, &classes) {
         Ok(true) => ExitCode::SUCCESS,

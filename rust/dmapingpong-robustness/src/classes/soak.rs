@@ -31,18 +31,23 @@ pub fn kmemleak_clear() -> std::io::Result<bool> {
 
 /// Scans twice, a few seconds apart (kmemleak reports only objects that
 /// stayed unreferenced over scans and are old enough), and returns the
-/// reported objects' first lines.
-fn kmemleak_scan() -> Result<Vec<String>> {
+/// reported objects, each as its lines (the first, then its hex dump and
+/// backtrace).
+fn kmemleak_scan() -> Result<Vec<Vec<String>>> {
     let scan = || std::fs::write(KMEMLEAK, "scan").map_err(|e| Failure::io("kmemleak scan", e));
     scan()?;
     std::thread::sleep(Duration::from_secs(6));
     scan()?;
     let report = std::fs::read_to_string(KMEMLEAK).map_err(|e| Failure::io("read kmemleak", e))?;
-    Ok(report
-        .lines()
-        .filter(|l| l.starts_with("unreferenced object"))
-        .map(str::to_string)
-        .collect())
+    let mut objects: Vec<Vec<String>> = Vec::new();
+    for line in report.lines() {
+        if line.starts_with("unreferenced object") {
+            objects.push(vec![line.to_string()]);
+        } else if let Some(object) = objects.last_mut() {
+            object.push(line.trim().to_string());
+        }
+    }
+    Ok(objects)
 }
 
 /// Allocation and fence churn on its own file until `stop`; returns ops.
@@ -126,8 +131,12 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     if std::path::Path::new(KMEMLEAK).exists() {
         let leaks = kmemleak_scan()?;
         Figures::add(&ctx.figures.leaked_objects, leaks.len() as u64);
-        for l in leaks.iter().take(10) {
-            diags.push(format!("kmemleak: {l}"));
+        for (i, object) in leaks.iter().take(10).enumerate() {
+            // The first object whole (where it was allocated), the others by their first line.
+            let lines = if i == 0 { &object[..] } else { &object[..1] };
+            for l in lines {
+                diags.push(format!("kmemleak: {l}"));
+            }
         }
         check!(
             leaks.is_empty(),
