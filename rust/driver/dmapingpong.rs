@@ -231,9 +231,13 @@ struct EngineMap {
 }
 
 /// A buffer attached to the DMA controller's device and mapped for it, as any importer does.
+/// Fields drop in order: the mapping goes before the channel it holds.
 struct SharedMap {
     map: MappedAttachment,
     generation: u64,
+    /// The engine's channel, held while its DMA device has a mapping: a held channel's DMA
+    /// device is set up for DMA (see `Channel::device`).
+    _chan: Arc<Channel>,
 }
 
 impl Buffer {
@@ -301,13 +305,16 @@ impl Buffer {
         let map = match &engine_map.map {
             Some(map) if map.generation == target.generation => map.clone(),
             _ => {
-                let map = dmabuf
-                    .attach(&target.dev)?
-                    .map(DataDirection::Bidirectional)?;
+                // SAFETY: The device is the DMA device of `target.chan`, set up for DMA while the
+                // channel is held (see `Channel::device`): by `target` now, by the `SharedMap`
+                // below until after the attachment is unmapped and detached.
+                let attachment = unsafe { dmabuf.attach(target.chan.device()) }?;
+                let map = attachment.map(DataDirection::Bidirectional)?;
                 let map = Arc::new(
                     SharedMap {
                         map,
                         generation: target.generation,
+                        _chan: target.chan.clone(),
                     },
                     GFP_KERNEL,
                 )?;
@@ -492,7 +499,9 @@ static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 struct DmaEngine {
     pattern_map: Arc<MappedSgTable>,
     pattern: Arc<CoherentAllocation<u8>>,
-    chan: Channel,
+    /// Shared with the mappings made for its DMA device (`SharedMap`), which may outlive the
+    /// engine by the cleanup of its last jobs: released with the last of them.
+    chan: Arc<Channel>,
     generation: u64,
 }
 
@@ -535,7 +544,10 @@ impl DmaEngine {
             CoherentAllocation::<u8>::alloc_attrs(dev, PATTERN_SIZE, GFP_KERNEL, DMA_ATTR_NO_WARN)?,
             GFP_KERNEL,
         )?;
-        let pattern_map = pattern.map_sg_table(chan.device(), DataDirection::ToDevice)?;
+        let pattern_map =
+            // SAFETY: The channel's DMA device is set up for DMA while the channel is held (see
+            // `Channel::device`), which it is here.
+            unsafe { pattern.map_sg_table_unchecked(chan.device(), DataDirection::ToDevice) }?;
         dev_info!(
             chan.device(),
             "dmapingpong jobs run on {} (copy alignment {} bytes, segments up to {} bytes, {})\n",
@@ -551,18 +563,19 @@ impl DmaEngine {
         Ok(Some(Self {
             pattern_map,
             pattern,
-            chan,
+            chan: Arc::new(chan, GFP_KERNEL)?,
             generation: ENGINE_GENERATION.fetch_add(1, Ordering::Relaxed),
         }))
     }
 }
 
-/// What submissions need of the DMA engine: the device that jobs attach their buffers to (the DMA
-/// controller's), the alignment in bytes of their sizes and offsets (that of the controller's
+/// What submissions need of the DMA engine: the channel, to whose DMA device jobs attach their
+/// buffers, the alignment in bytes of their sizes and offsets (that of the controller's
 /// copies, and of its fills if it can fill), the largest operation, the segments of the pattern
 /// buffer, and the engine's generation.
 struct DmaTarget {
-    dev: ARef<device::Device>,
+    /// The engine's channel, whose DMA device (`Channel::device`) jobs attach their buffers to.
+    chan: Arc<Channel>,
     align: usize,
     max_segment: usize,
     memset: bool,
@@ -577,7 +590,7 @@ impl DmaTarget {
         let fill_align = if memset { chan.fill_align() } else { 1 };
         Ok(Arc::new(
             Self {
-                dev: chan.device().into(),
+                chan: chan.clone(),
                 align: chan.copy_align().max(fill_align),
                 // Not below the 8-byte granule of jobs (no controller limits segments so much).
                 max_segment: chan.max_segment_size().max(8),
@@ -1868,7 +1881,8 @@ impl DmaPingPongDriver {
         let engine = self.pool.engine.lock().take();
         if engine.is_some() {
             drop(engine);
-            dev_info!(dev, "DMA channel released\n");
+            // The channel itself goes with the last mapping for its DMA device (`SharedMap`).
+            dev_info!(dev, "DMA engine released\n");
         }
     }
 }
