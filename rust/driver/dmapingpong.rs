@@ -35,7 +35,10 @@ use kernel::{
     c_str, debugfs,
     device::{self, Core},
     devres::BoundDevice,
-    dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable},
+    dma::{
+        attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable,
+        SharedCoherentAllocation,
+    },
     dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
     dma_fence::{CallbackRegistration, Fence, PreparedCallback, SignallingSection, Timeline},
     dma_resv::{ResvGuard, Usage},
@@ -212,7 +215,7 @@ impl Pool {
 struct Buffer {
     /// Shared with the tables mapped for importers and the user-space mappings, which the
     /// dma-buf core removes before the buffer's release: none outlives the buffer.
-    mem: Arc<CoherentAllocation<u8>>,
+    mem: Arc<SharedCoherentAllocation>,
     pool: Arc<Pool>,
     /// The buffer mapped for the DMA controller while DMA jobs use it: mapped once, however
     /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
@@ -247,7 +250,9 @@ impl Buffer {
         let mem = pool.lease.access(|dev| {
             CoherentAllocation::<u8>::alloc_attrs(dev, size, GFP_KERNEL, DMA_ATTR_NO_WARN)
         });
-        let mem = match mem.and_then(|mem| Ok(Arc::new(mem?, GFP_KERNEL)?)) {
+        let mem =
+            mem.and_then(|mem| Ok(Arc::new(SharedCoherentAllocation::new(mem?), GFP_KERNEL)?));
+        let mem = match mem {
             Ok(mem) => mem,
             Err(err) => {
                 pool.unreserve(size as u64);
@@ -260,7 +265,12 @@ impl Buffer {
         let base = pool.region.base();
         let inside = match mem.phys_addr() {
             Ok(Some(start)) => start >= base && start + size as u64 <= base + pool.region.size(),
-            Ok(None) | Err(_) => false,
+            Ok(None) => false,
+            Err(err) => {
+                drop(mem);
+                pool.unreserve(size as u64);
+                return Err(err);
+            }
         };
         if !inside {
             drop(mem);
@@ -498,7 +508,7 @@ static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// unmapped before the channel is released.
 struct DmaEngine {
     pattern_map: Arc<MappedSgTable>,
-    pattern: Arc<CoherentAllocation<u8>>,
+    pattern: Arc<SharedCoherentAllocation>,
     /// Shared with the mappings made for its DMA device (`SharedMap`), which may outlive the
     /// engine by the cleanup of its last jobs: released with the last of them.
     chan: Arc<Channel>,
@@ -541,7 +551,12 @@ impl DmaEngine {
             },
         };
         let pattern = Arc::new(
-            CoherentAllocation::<u8>::alloc_attrs(dev, PATTERN_SIZE, GFP_KERNEL, DMA_ATTR_NO_WARN)?,
+            SharedCoherentAllocation::new(CoherentAllocation::<u8>::alloc_attrs(
+                dev,
+                PATTERN_SIZE,
+                GFP_KERNEL,
+                DMA_ATTR_NO_WARN,
+            )?),
             GFP_KERNEL,
         )?;
         let pattern_map =
@@ -779,8 +794,9 @@ struct Job {
     /// Aborts a DMA transfer that takes too long.
     #[pin]
     timeout: DelayedWork<Job, 2>,
-    /// Last (fields drop in order): the fence holds a reference to this module (its fence ops),
-    /// whose code the other fields' drops run.
+    /// Last (fields drop in order): the fence holds a reference to this module (the owner of
+    /// its timeline), whose code the other fields' drops run. (The work function that drops the
+    /// last reference to a job still returns through this module's code afterwards.)
     out: ARef<Fence>,
 }
 
@@ -890,7 +906,7 @@ impl Job {
                 (Op::Copy, None) => Err(EINVAL),
             }?;
             done += len;
-            kernel::task::might_sleep();
+            kernel::task::cond_resched();
         }
         Ok(())
     }
