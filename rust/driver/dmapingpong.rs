@@ -264,6 +264,19 @@ impl Buffer {
         // physical range (the DMA handle is a bus address, different under `dma-ranges`).
         let base = pool.region.base();
         let inside = match mem.phys_addr() {
+            // Buffers outlive the binding (see "Unbind" in the README), and the DMA API forgets
+            // a device's address translation when it is unbound (`device_unbind_cleanup()`
+            // frees `dma_range_map`): freeing or mapping a buffer after that is only right where
+            // DMA addresses are physical addresses. Refused elsewhere rather than wrong.
+            Ok(Some(start)) if start != mem.dma_handle() => {
+                drop(mem);
+                pool.unreserve(size as u64);
+                dev_err!(
+                    pool.lease.device(),
+                    "DMA addresses of the pool are translated (dma-ranges or an IOMMU): not supported\n"
+                );
+                return Err(EOPNOTSUPP);
+            }
             Ok(Some(start)) => start >= base && start + size as u64 <= base + pool.region.size(),
             Ok(None) => false,
             Err(err) => {

@@ -209,7 +209,8 @@ struct dpp_job {
 /*
  * Allocates a zero-filled buffer from the pool and returns it as a dma-buf.
  * Errors: -EINVAL (size 0 or larger than the pool, unknown flags, non-zero
- * reserved), -ENOMEM (the pool has no room), -EMFILE (no free fd).
+ * reserved), -ENOMEM (the pool has no room), -EMFILE (no free fd),
+ * -EOPNOTSUPP (the device translates DMA addresses: dma-ranges, IOMMU).
  */
 #define DPP_IOCTL_ALLOC _IOWR(DPP_IOC_MAGIC, 0x01, struct dpp_alloc)
 /*

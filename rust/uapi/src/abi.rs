@@ -254,7 +254,8 @@ pub const DPP_IOCTL_GET_INFO: u32 = ioc(IOC_READ, 0x00, core::mem::size_of::<Dpp
 /// Allocates a zero-filled buffer from the pool and returns it as a dma-buf.
 ///
 /// Errors: `-EINVAL` (size 0 or larger than the pool, unknown flags, non-zero
-/// reserved), `-ENOMEM` (the pool has no room), `-EMFILE` (no free fd).
+/// reserved), `-ENOMEM` (the pool has no room), `-EMFILE` (no free fd), `-EOPNOTSUPP` (the
+/// device translates DMA addresses: `dma-ranges`, an IOMMU).
 pub const DPP_IOCTL_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x01, core::mem::size_of::<DppAlloc>());
 
 /// Creates a fence on this file's context, optionally adds it to a dma-buf's
