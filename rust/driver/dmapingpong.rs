@@ -247,11 +247,12 @@ impl Buffer {
     /// Allocates `size` bytes (a multiple of the page size) from the pool.
     fn new(pool: &Arc<Pool>, size: usize) -> Result<Arc<Self>> {
         pool.reserve(size as u64)?;
-        let mem = pool.lease.access(|dev| {
-            CoherentAllocation::<u8>::alloc_attrs(dev, size, GFP_KERNEL, DMA_ATTR_NO_WARN)
-        });
-        let mem =
-            mem.and_then(|mem| Ok(Arc::new(SharedCoherentAllocation::new(mem?), GFP_KERNEL)?));
+        // Allocated, checked and, if refused, freed while the device is bound: the DMA API uses
+        // the device's address translation for all three, and unbinding frees it.
+        let mem = pool
+            .lease
+            .access(|dev| Self::alloc_in_pool(pool, dev, size))
+            .and_then(|mem| mem);
         let mem = match mem {
             Ok(mem) => mem,
             Err(err) => {
@@ -259,41 +260,6 @@ impl Buffer {
                 return Err(err);
             }
         };
-        // The device's CMA area is the pool, but the DMA layer falls back to other memory when
-        // it is exhausted: such a buffer would not be bounded by the pool. The region is a
-        // physical range (the DMA handle is a bus address, different under `dma-ranges`).
-        let base = pool.region.base();
-        let inside = match mem.phys_addr() {
-            // Buffers outlive the binding (see "Unbind" in the README), and the DMA API forgets
-            // a device's address translation when it is unbound (`device_unbind_cleanup()`
-            // frees `dma_range_map`): freeing or mapping a buffer after that is only right where
-            // DMA addresses are physical addresses. Refused elsewhere rather than wrong.
-            Ok(Some(start)) if start != mem.dma_handle() => {
-                drop(mem);
-                pool.unreserve(size as u64);
-                dev_err!(
-                    pool.lease.device(),
-                    "DMA addresses of the pool are translated (dma-ranges or an IOMMU): not supported\n"
-                );
-                return Err(EOPNOTSUPP);
-            }
-            Ok(Some(start)) => start >= base && start + size as u64 <= base + pool.region.size(),
-            Ok(None) => false,
-            Err(err) => {
-                drop(mem);
-                pool.unreserve(size as u64);
-                return Err(err);
-            }
-        };
-        if !inside {
-            drop(mem);
-            pool.unreserve(size as u64);
-            dev_info!(
-                pool.lease.device(),
-                "no room for {size} bytes in the pool\n"
-            );
-            return Err(ENOMEM);
-        }
         // Coherent allocations are zeroed: no earlier owner's data leaks.
         let buffer = Arc::pin_init(
             try_pin_init!(Self {
@@ -319,6 +285,39 @@ impl Buffer {
                 Err(err)
             }
         }
+    }
+
+    /// Allocates `size` bytes from the pool's region for the bound device `dev`.
+    fn alloc_in_pool(
+        pool: &Pool,
+        dev: &device::Device<device::Bound>,
+        size: usize,
+    ) -> Result<Arc<SharedCoherentAllocation>> {
+        let mem = CoherentAllocation::<u8>::alloc_attrs(dev, size, GFP_KERNEL, DMA_ATTR_NO_WARN)?;
+        let mem = Arc::new(SharedCoherentAllocation::new(mem), GFP_KERNEL)?;
+        let Some(start) = mem.phys_addr()? else {
+            return Err(ENOMEM);
+        };
+        // Buffers outlive the binding (see "Unbind" in the README), and the driver core drops
+        // the device's DMA address translation when it is unbound (`device_unbind_cleanup()`
+        // frees `dma_range_map`): freeing or mapping a buffer after that is only right where DMA
+        // addresses are physical addresses. Refused elsewhere rather than wrong.
+        if start != mem.dma_handle() {
+            dev_err!(
+                dev,
+                "DMA addresses of the pool are translated (dma-ranges or an IOMMU): not supported\n"
+            );
+            return Err(EOPNOTSUPP);
+        }
+        // The device's CMA area is the pool, but the DMA layer falls back to other memory when
+        // it is exhausted: such a buffer would not be bounded by the pool. The region is a
+        // physical range.
+        let base = pool.region.base();
+        if start < base || start + size as u64 > base + pool.region.size() {
+            dev_info!(dev, "no room for {size} bytes in the pool\n");
+            return Err(ENOMEM);
+        }
+        Ok(mem)
     }
 
     /// Returns the buffer's mapping for the DMA controller of `target`, mapping it if no job
@@ -404,7 +403,10 @@ impl dma_buf::Exporter for Buffer {
         attachment: &Attachment,
         dir: DataDirection,
     ) -> Result<Arc<MappedSgTable>> {
-        let table = this.mem.map_sg_table(attachment.device(), dir)?;
+        // SAFETY: The dma-buf core maps on behalf of the importer of the attachment, which maps
+        // for a device it drives, set up for DMA, until it unmaps (the DMA API's rule, and the
+        // safety requirement of `DmaBuf::attach` for a Rust importer such as our DMA engine).
+        let table = unsafe { this.mem.map_sg_table_unchecked(attachment.device(), dir) }?;
         this.mapped.lock().push(table.clone(), GFP_KERNEL)?;
         Ok(table)
     }
@@ -534,6 +536,11 @@ impl Drop for DmaEngine {
         // buffer they may read is unmapped and freed (the fields drop after this).
         let _section = SignallingSection::begin();
         self.chan.terminate();
+        if self.chan.is_broken() {
+            // Transfers may still read the pattern buffer: keep it mapped and allocated.
+            core::mem::forget(self.pattern_map.clone());
+            core::mem::forget(self.pattern.clone());
+        }
     }
 }
 
@@ -563,6 +570,9 @@ impl DmaEngine {
                 }
             },
         };
+        // Shared from the start: the mappings for its DMA device, the pattern's first, must go
+        // before it is released (field order, then `SharedMap`).
+        let chan = Arc::new(chan, GFP_KERNEL)?;
         let pattern = Arc::new(
             SharedCoherentAllocation::new(CoherentAllocation::<u8>::alloc_attrs(
                 dev,
@@ -574,7 +584,7 @@ impl DmaEngine {
         )?;
         let pattern_map =
             // SAFETY: The channel's DMA device is set up for DMA while the channel is held (see
-            // `Channel::device`), which it is here.
+            // `Channel::device`): until after the table is dropped (`DmaEngine` field order).
             unsafe { pattern.map_sg_table_unchecked(chan.device(), DataDirection::ToDevice) }?;
         dev_info!(
             chan.device(),
@@ -591,7 +601,7 @@ impl DmaEngine {
         Ok(Some(Self {
             pattern_map,
             pattern,
-            chan: Arc::new(chan, GFP_KERNEL)?,
+            chan,
             generation: ENGINE_GENERATION.fetch_add(1, Ordering::Relaxed),
         }))
     }
@@ -1045,6 +1055,12 @@ impl WorkItem<2> for Job {
             );
             // Completes the transfer (with -ETIMEDOUT, see `submit_job`) and any other in flight.
             engine.chan.terminate();
+            if engine.chan.is_broken() {
+                // The transfer may still run, so its buffers stay mapped and allocated (the job's
+                // data is leaked), but its fence signals now: it must not wait indefinitely.
+                core::mem::forget(job.data.lock().take());
+                job.complete(Err(ETIMEDOUT));
+            }
         }
     }
 }

@@ -464,8 +464,6 @@ fn task_filter(ctx: &Ctx, knobs: &mut Knobs, diags: &mut Diags) -> Result<u64> {
 
 /// The platform driver's directory in sysfs.
 const DRIVER_DIR: &str = "/sys/bus/platform/drivers/dmapingpong";
-/// Where the kernel shows its CMA areas (`CONFIG_CMA_DEBUGFS`).
-const CMA_DEBUGFS: &str = "/sys/kernel/debug/cma";
 /// Most allocations of one bind tried (a probe makes a few hundred).
 const PROBE_NTH_MAX: u32 = 3000;
 
@@ -484,28 +482,12 @@ fn bound_device() -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Pages of the pool's CMA area in use (`cma/<area>/used`; the area is named after its
-/// reserved-memory node, `dmapingpong-pool` in our overlays).
+/// Pages of the pool's CMA area in use; fails without `CONFIG_CMA_DEBUGFS`.
 fn cma_used() -> Result<u64> {
-    let entries = std::fs::read_dir(CMA_DEBUGFS)
-        .map_err(|e| Failure::io(format!("read {CMA_DEBUGFS}"), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Failure::io(format!("read {CMA_DEBUGFS}"), e))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("dmapingpong")
-        {
-            let path = entry.path().join("used");
-            let s = std::fs::read_to_string(&path)
-                .map_err(|e| Failure::io(format!("read {}", path.display()), e))?;
-            return s
-                .trim()
-                .parse()
-                .map_err(|_| Failure::Check(format!("{}: not a number: {s:?}", path.display())));
-        }
+    match super::cma_used()? {
+        Some(used) => Ok(used),
+        None => fail!("no CMA area of the pool in /sys/kernel/debug/cma (CONFIG_CMA_DEBUGFS)"),
     }
-    fail!("no CMA area of the pool in {CMA_DEBUGFS} (CONFIG_CMA_DEBUGFS)")
 }
 
 /// Writes the device's name to the driver's `bind` or `unbind` file.
@@ -551,8 +533,11 @@ fn probe(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
         Ok(())
     };
     unbound("unbind")?;
+    // The kernel log tells the failures that reached the probe (`really_probe()`: "probe with
+    // driver ... failed") from those of the sysfs write before it.
+    let mut kmsg = crate::kmsg::Kmsg::open().map_err(|e| Failure::os("open /dev/kmsg", e))?;
     let nth = ProcKnob::open("fail-nth")?;
-    let (mut injected, mut failed, mut n) = (0, 0, 1);
+    let (mut injected, mut failed, mut reached, mut n) = (0, 0, 0, 1);
     loop {
         if n > PROBE_NTH_MAX {
             fail!("bind of {dev} still reaches allocation {PROBE_NTH_MAX}");
@@ -568,17 +553,25 @@ fn probe(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
             Ok(()) if !bound => fail!("bind of {dev} succeeded but it is not bound"),
             Ok(()) if left != 0 => break,
             Ok(()) => {}
-            // A failed probe may be deferred and retried by the driver core later: the device
-            // is unbound here, or bound by that retry.
-            Err(_) => failed += 1,
+            // A probe that defers is -EAGAIN from a sysfs bind (`device_driver_attach()`).
+            Err(e) if !bound && (e == Errno::NOMEM || e == Errno::AGAIN) => {
+                failed += 1;
+                let from = kmsg.poll();
+                reached += usize::from(
+                    kmsg.lines()[from..]
+                        .iter()
+                        .any(|l| l.contains("probe with driver dmapingpong failed")),
+                );
+            }
+            Err(e) => fail!("bind of {dev} with allocation {n} failing: {e}, bound: {bound}"),
         }
         injected += u64::from(left == 0);
         unbound(&format!("bind with allocation {n} failing ({r:?})"))?;
         n += 1;
     }
-    if failed == 0 {
+    if reached == 0 {
         fail!(
-            "no bind of {dev} failed in {} tries: the failures did not reach the probe",
+            "no failure of the {failed} failed binds of {dev} reached the probe ({} tries)",
             n - 1
         );
     }
@@ -593,8 +586,11 @@ fn probe(ctx: &Ctx, diags: &mut Diags) -> Result<u64> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // What a probe allocates from the pool's CMA area (the DMA pattern buffer, with a channel):
+    // without anything, the check above shows only that failed probes leave the pool empty.
+    let used = cma_used()?;
     diags.push(format!(
-        "probe: a bind of {dev} makes {} allocations; {failed} bind(s) failed, none left a page of the pool's CMA area allocated",
+        "probe: a bind of {dev} makes {} allocations; {failed} bind(s) failed, {reached} in the probe; none left a page of the pool's CMA area allocated (a bound {dev} uses {used})",
         n - 1
     ));
     Ok(injected)

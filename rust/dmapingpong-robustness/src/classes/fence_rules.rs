@@ -97,10 +97,13 @@ pub fn deadline(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let max = u::DPP_FENCE_MAX_PENDING;
     let many = ctx.open()?;
     for i in 0..max {
-        drop(
-            many.create_fence(None)
-                .ctx(format!("pending user fence {}", i + 1))?,
-        );
+        // The longest deadline: none may time out before the check, however slow the machine.
+        let fence = many.create_fence_raw(DppFenceCreate {
+            dmabuf_fd: -1,
+            deadline_ms: 60_000,
+            ..Default::default()
+        });
+        drop(fence.ctx(format!("pending user fence {}", i + 1))?);
     }
     expect_errno(
         many.create_fence(None),
@@ -111,6 +114,11 @@ pub fn deadline(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
         dev.info()?.fences_pending == u64::from(max),
         "not {max} fences pending"
     );
+    // The cap is per file: another file still creates fences.
+    let other = ctx.open()?;
+    let fence = other.create_fence(None).ctx("a fence of another file")?;
+    other.signal(&fence, None)?;
+    drop((fence, other));
     drop((many, buf, dev));
     ctx.expect_baseline(
         baseline,

@@ -17,6 +17,7 @@ use crate::sys::RawMap;
 /// Runs the class.
 pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     let baseline = ctx.usage()?;
+    let cma_baseline = super::cma_used()?;
     let dev = ctx.open()?;
     let page = u64::from(dev.info()?.page_size);
     let pages = 4;
@@ -159,6 +160,18 @@ pub fn run(ctx: &Ctx, diags: &mut Diags) -> Result<Outcome> {
     pattern::verify(keep.words(), 12, 0).ctx("writing after closing the fd and the device")?;
     drop(keep);
     ctx.expect_baseline(baseline, "after the last munmap")?;
+    // Each VMA's reference to the memory went (vm_ops->close): its pages are back in the pool's
+    // CMA area. (The VMAs' file keeps the buffer alive anyway; only this sees their count.)
+    if let Some(before) = cma_baseline {
+        let after = super::cma_used()?;
+        check!(
+            after == Some(before),
+            "pool's CMA area: {after:?} pages used after the last munmap, {before} before"
+        );
+        diags.push(format!(
+            "split mapping: the pool's CMA area is back to {before} used pages after the last munmap"
+        ));
+    }
     Ok(Outcome::Pass)
 }
 

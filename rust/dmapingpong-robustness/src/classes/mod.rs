@@ -119,3 +119,30 @@ pub fn sanity_cycle(ctx: &Ctx) -> Result<()> {
     );
     Ok(())
 }
+
+/// Pages of the pool's CMA area in use (debugfs `cma/<area>/used`; the area is named after its
+/// reserved-memory node, `dmapingpong-pool` in our overlays), or `None` without
+/// `CONFIG_CMA_DEBUGFS`.
+pub fn cma_used() -> crate::error::Result<Option<u64>> {
+    const CMA_DEBUGFS: &str = "/sys/kernel/debug/cma";
+    let Ok(entries) = std::fs::read_dir(CMA_DEBUGFS) else {
+        return Ok(None);
+    };
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| crate::error::Failure::io(format!("read {CMA_DEBUGFS}"), e))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("dmapingpong")
+        {
+            let path = entry.path().join("used");
+            let s = std::fs::read_to_string(&path)
+                .map_err(|e| crate::error::Failure::io(format!("read {}", path.display()), e))?;
+            return s.trim().parse().map(Some).map_err(|_| {
+                crate::error::Failure::Check(format!("{}: not a number: {s:?}", path.display()))
+            });
+        }
+    }
+    Ok(None)
+}
