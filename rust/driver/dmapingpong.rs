@@ -35,25 +35,21 @@ use kernel::{
     c_str, debugfs,
     device::{self, Core},
     devres::BoundDevice,
-    dma::{
-        attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, DmaAddress, MappedSgTable,
-        SharedCoherentAllocation,
-    },
+    dma::{attrs::DMA_ATTR_NO_WARN, CoherentAllocation, DataDirection, SharedCoherentAllocation},
     dma_buf::{self, Attachment, DmaBuf, MappedAttachment},
     dma_fence::{CallbackRegistration, Fence, PreparedCallback, SignallingSection, Timeline},
     dma_resv::{ResvGuard, Usage},
-    dmaengine::{Capability, Channel, Completion},
+    dmaengine::{Capability, Channel, ChannelMapping, Completion, Held},
     fs::{file::FileDescriptorReservation, File},
     impl_has_delayed_work,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{flags as vm_flags, VmaNew},
-    new_delayed_work, new_mutex, new_work, of,
+    new_delayed_work, new_mutex, new_spinlock, new_work, of,
     page::PAGE_SIZE,
     platform,
     prelude::*,
-    scatterlist::SGTable,
     str::CString,
-    sync::{aref::ARef, Arc, ArcBorrow, Mutex},
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLock},
     sync_file,
     time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
     uaccess::{UserPtr, UserSlice, UserSliceReader},
@@ -221,10 +217,6 @@ struct Buffer {
     /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
     #[pin]
     engine_map: Mutex<EngineMap>,
-    /// The tables mapped for importers (the DMA controller's included), synced around CPU
-    /// access by `begin_cpu_access`/`end_cpu_access`.
-    #[pin]
-    mapped: Mutex<KVec<Arc<MappedSgTable>>>,
 }
 
 /// The mapping of a buffer for the DMA controller, and how many jobs use it.
@@ -233,14 +225,11 @@ struct EngineMap {
     map: Option<Arc<SharedMap>>,
 }
 
-/// A buffer attached to the DMA controller's device and mapped for it, as any importer does.
-/// Fields drop in order: the mapping goes before the channel it holds.
+/// A buffer attached to the DMA controller's device and mapped for it, as any importer does
+/// (the attachment holds the engine's channel).
 struct SharedMap {
-    map: MappedAttachment,
+    map: Arc<MappedAttachment>,
     generation: u64,
-    /// The engine's channel, held while its DMA device has a mapping: a held channel's DMA
-    /// device is set up for DMA (see `Channel::device`).
-    _chan: Arc<Channel>,
 }
 
 impl Buffer {
@@ -269,7 +258,6 @@ impl Buffer {
                     users: 0,
                     map: None,
                 }),
-                mapped <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         );
@@ -327,16 +315,14 @@ impl Buffer {
         let map = match &engine_map.map {
             Some(map) if map.generation == target.generation => map.clone(),
             _ => {
-                // SAFETY: The device is the DMA device of `target.chan`, set up for DMA while the
-                // channel is held (see `Channel::device`): by `target` now, by the `SharedMap`
-                // below until after the attachment is unmapped and detached.
-                let attachment = unsafe { dmabuf.attach(target.chan.device()) }?;
-                let map = attachment.map(DataDirection::Bidirectional)?;
+                let map = target
+                    .chan
+                    .attach(dmabuf)?
+                    .map(DataDirection::Bidirectional)?;
                 let map = Arc::new(
                     SharedMap {
-                        map,
+                        map: Arc::new(map, GFP_KERNEL)?,
                         generation: target.generation,
-                        _chan: target.chan.clone(),
                     },
                     GFP_KERNEL,
                 )?;
@@ -362,8 +348,8 @@ struct MapUse {
 }
 
 impl MapUse {
-    fn sg_table(&self) -> &SGTable {
-        self.map.map.sg_table()
+    fn mapping(&self) -> &Arc<MappedAttachment> {
+        &self.map.map
     }
 }
 
@@ -395,27 +381,18 @@ impl PinnedDrop for Buffer {
 // mappings) need no cache maintenance. An importer's device may not be DMA-coherent when the
 // exporter's is (the CPU mappings are then cacheable): as the CMA heap does, the tables mapped
 // for importers are synced for the CPU at the start of CPU access and for the devices at its end
-// (the DMA API does nothing for coherent devices).
+// (by the dma-buf abstraction; the DMA API does nothing for coherent devices).
 #[vtable]
 impl dma_buf::Exporter for Buffer {
     fn map_dma_buf(
         this: ArcBorrow<'_, Self>,
-        attachment: &Attachment,
-        dir: DataDirection,
-    ) -> Result<Arc<MappedSgTable>> {
-        // SAFETY: The dma-buf core maps on behalf of the importer of the attachment, which maps
-        // for a device it drives, set up for DMA, until it unmaps (the DMA API's rule, and the
-        // safety requirement of `DmaBuf::attach` for a Rust importer such as our DMA engine).
-        let table = unsafe { this.mem.map_sg_table_unchecked(attachment.device(), dir) }?;
-        this.mapped.lock().push(table.clone(), GFP_KERNEL)?;
-        Ok(table)
+        _attachment: &Attachment,
+        _dir: DataDirection,
+    ) -> Result<Arc<SharedCoherentAllocation>> {
+        Ok(this.mem.clone())
     }
 
-    fn unmap_dma_buf(this: ArcBorrow<'_, Self>, table: Arc<MappedSgTable>) {
-        this.mapped.lock().retain(|t| !Arc::ptr_eq(t, &table));
-    }
-
-    fn begin_cpu_access(this: ArcBorrow<'_, Self>, dmabuf: &DmaBuf, dir: DataDirection) -> Result {
+    fn begin_cpu_access(_this: ArcBorrow<'_, Self>, dmabuf: &DmaBuf, dir: DataDirection) -> Result {
         // The devices' writes are complete when the fences signal: wait for them before the
         // caches are invalidated (the dma-buf core waits only after this callback), with the
         // usage the core waits for: a CPU write waits for readers and writers.
@@ -426,16 +403,6 @@ impl dma_buf::Exporter for Buffer {
         dmabuf
             .resv()
             .wait_timeout(usage, true, Delta::from_secs(i64::MAX))?;
-        for table in this.mapped.lock().iter() {
-            table.sync_for_cpu();
-        }
-        Ok(())
-    }
-
-    fn end_cpu_access(this: ArcBorrow<'_, Self>, _dmabuf: &DmaBuf, _dir: DataDirection) -> Result {
-        for table in this.mapped.lock().iter() {
-            table.sync_for_device();
-        }
         Ok(())
     }
 
@@ -522,7 +489,7 @@ static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
 /// unmapped before the channel is released.
 struct DmaEngine {
-    pattern_map: Arc<MappedSgTable>,
+    pattern_map: Arc<ChannelMapping>,
     pattern: Arc<SharedCoherentAllocation>,
     /// Shared with the mappings made for its DMA device (`SharedMap`), which may outlive the
     /// engine by the cleanup of its last jobs: released with the last of them.
@@ -582,10 +549,10 @@ impl DmaEngine {
             )?),
             GFP_KERNEL,
         )?;
-        let pattern_map =
-            // SAFETY: The channel's DMA device is set up for DMA while the channel is held (see
-            // `Channel::device`): until after the table is dropped (`DmaEngine` field order).
-            unsafe { pattern.map_sg_table_unchecked(chan.device(), DataDirection::ToDevice) }?;
+        let pattern_map = Arc::new(
+            chan.map_coherent(&pattern, DataDirection::ToDevice)?,
+            GFP_KERNEL,
+        )?;
         dev_info!(
             chan.device(),
             "dmapingpong jobs run on {} (copy alignment {} bytes, segments up to {} bytes, {})\n",
@@ -609,15 +576,12 @@ impl DmaEngine {
 
 /// What submissions need of the DMA engine: the channel, to whose DMA device jobs attach their
 /// buffers, the alignment in bytes of their sizes and offsets (that of the controller's
-/// copies, and of its fills if it can fill), the largest operation, the segments of the pattern
-/// buffer, and the engine's generation.
+/// copies, and of its fills if it can fill), and the engine's generation.
 struct DmaTarget {
     /// The engine's channel, whose DMA device (`Channel::device`) jobs attach their buffers to.
     chan: Arc<Channel>,
     align: usize,
-    max_segment: usize,
     memset: bool,
-    pattern: KVec<(DmaAddress, usize)>,
     generation: u64,
 }
 
@@ -630,10 +594,7 @@ impl DmaTarget {
             Self {
                 chan: chan.clone(),
                 align: chan.copy_align().max(fill_align),
-                // Not below the 8-byte granule of jobs (no controller limits segments so much).
-                max_segment: chan.max_segment_size().max(8),
                 memset,
-                pattern: segments(engine.pattern_map.sg_table(), 0, PATTERN_SIZE)?,
                 generation: engine.generation,
             },
             GFP_KERNEL,
@@ -648,21 +609,6 @@ enum Op {
     Copy,
 }
 
-/// One operation of a DMA job's transfer, in DMA addresses of the controller's device and bytes.
-#[derive(Clone, Copy)]
-enum DmaOp {
-    Copy {
-        dst: DmaAddress,
-        src: DmaAddress,
-        len: usize,
-    },
-    Set {
-        dst: DmaAddress,
-        value: u8,
-        len: usize,
-    },
-}
-
 /// The buffers of a job mapped for the DMA controller, as an importer maps them.
 struct DmaMaps {
     dst: MapUse,
@@ -674,17 +620,17 @@ struct DmaMaps {
 /// of a DMA fence signalling path).
 struct DmaJob {
     /// Unmapped by the job's cleanup work, after the transfer.
-    _maps: DmaMaps,
-    ops: KVec<DmaOp>,
-    /// Whether a fill copies from the pattern buffer.
-    uses_pattern: bool,
+    maps: DmaMaps,
+    /// The byte a fill sets with the controller's memset, if it can fill and the pattern is one
+    /// byte repeated; other fills copy from the pattern buffer.
+    memset: Option<u8>,
     generation: u64,
     completion: Option<Completion>,
 }
 
 impl DmaJob {
     /// Maps the job's buffers for the DMA controller of `target` (the destination for writes,
-    /// the source for reads) and computes the operations of the transfer.
+    /// the source for reads) and chooses how a fill runs.
     fn prepare(
         target: &DmaTarget,
         spec: &JobSpec,
@@ -696,66 +642,19 @@ impl DmaJob {
             Some((dmabuf, buffer)) => Some(buffer.use_engine_map(dmabuf, target)?),
             None => None,
         };
-        let maps = DmaMaps { dst, src };
-        let (ops, uses_pattern) = Self::ops(target, spec, &maps)?;
+        let memset = match spec.op {
+            Op::Fill(pattern) => {
+                let value = pattern.to_ne_bytes()[0];
+                (target.memset && pattern == u64::from_ne_bytes([value; 8])).then_some(value)
+            }
+            Op::Copy => None,
+        };
         Ok(Self {
-            _maps: maps,
-            ops,
-            uses_pattern,
+            maps: DmaMaps { dst, src },
+            memset,
             generation: target.generation,
             completion: None,
         })
-    }
-
-    /// The operations of the job for the channel, in DMA addresses of its device: a copy is
-    /// copies, a fill is fills (memset) if the controller can fill and the pattern is one byte
-    /// repeated, else copies from the pattern buffer.
-    fn ops(target: &DmaTarget, spec: &JobSpec, maps: &DmaMaps) -> Result<(KVec<DmaOp>, bool)> {
-        let dst = segments(maps.dst.sg_table(), spec.dst_offset, spec.size)?;
-        let max = target.max_segment;
-        if let Op::Fill(pattern) = spec.op {
-            let value = pattern.to_ne_bytes()[0];
-            if target.memset && pattern == u64::from_ne_bytes([value; 8]) {
-                let mut ops = KVec::new();
-                for &(addr, len) in dst.iter() {
-                    for off in (0..len).step_by(max) {
-                        ops.push(
-                            DmaOp::Set {
-                                dst: addr + off as DmaAddress,
-                                value,
-                                len: (len - off).min(max),
-                            },
-                            GFP_KERNEL,
-                        )?;
-                    }
-                }
-                return Ok((ops, false));
-            }
-        }
-        let src = match (&maps.src, spec.op) {
-            (Some(src), Op::Copy) => segments(src.sg_table(), spec.src_offset, spec.size)?,
-            (None, Op::Fill(_)) => {
-                // The pattern buffer, as many times as the fill needs.
-                let mut src = KVec::new();
-                let mut left = spec.size;
-                while left > 0 {
-                    for &(addr, len) in target.pattern.iter() {
-                        let n = len.min(left);
-                        src.push((addr, n), GFP_KERNEL)?;
-                        left -= n;
-                        if left == 0 {
-                            break;
-                        }
-                    }
-                }
-                src
-            }
-            _ => return Err(EINVAL),
-        };
-        Ok((
-            pair_segments(&dst, &src, max)?,
-            matches!(spec.op, Op::Fill(_)),
-        ))
     }
 }
 
@@ -800,6 +699,10 @@ struct Job {
     timeline: Arc<Timeline>,
     #[pin]
     data: Mutex<Option<JobData>>,
+    /// The mappings a DMA transfer held, given back by its completion (which cannot sleep) for
+    /// the cleanup work to drop.
+    #[pin]
+    held: SpinLock<Option<Held>>,
     /// Unsignalled dependencies, plus one while the job is being submitted.
     deps: AtomicUsize,
     /// The first error of a dependency or of the submission (a negative errno), or 0.
@@ -948,10 +851,11 @@ impl Job {
             .as_ref()
             .filter(|engine| engine.generation == dma.generation)
             .ok_or(ECANCELED)?;
-        if let (Op::Fill(pattern), true) = (self.spec.op, dma.uses_pattern) {
+        let spec = &self.spec;
+        if let (Op::Fill(pattern), None) = (spec.op, dma.memset) {
             // DMA jobs of a device run one at a time (each depends on the previous one's fence),
             // so the pattern buffer is free.
-            let len = self.spec.size.min(PATTERN_SIZE);
+            let len = spec.size.min(PATTERN_SIZE);
             engine.pattern.fill_u64(0, len, pattern)?;
             engine.pattern_map.sync_for_device();
         }
@@ -961,22 +865,31 @@ impl Job {
         let timeout = JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS;
         let _ = workqueue::system_unbound()
             .enqueue_delayed::<Arc<Job>, 2>(self.clone(), msecs_to_jiffies(timeout as u32));
-        for op in dma.ops.iter() {
-            let added = match *op {
-                // SAFETY: The addresses come from the mappings of the job's buffers (and of the
-                // pattern buffer) for the channel's device that `dma` and `engine` hold; `dma` is
-                // dropped by the job's cleanup, queued by the transfer's completion, and the
-                // engine terminates its transfers before it unmaps the pattern. The buffers'
-                // reservations keep other jobs and implicitly synced CPU access off the ranges.
-                DmaOp::Copy { dst, src, len } => unsafe { transfer.memcpy(dst, src, len) },
-                // SAFETY: As above.
-                DmaOp::Set { dst, value, len } => unsafe { transfer.memset(dst, value, len) },
-            };
-            // A failure is the transfer's result; the operations added before it still run.
-            if added.is_err() {
-                break;
+        // The buffers' reservations keep other jobs and implicitly synced CPU access off the
+        // ranges. A failure is the transfer's result; the operations added before it still run.
+        let dst = dma.maps.dst.mapping();
+        let _ = match (spec.op, dma.memset, &dma.maps.src) {
+            (Op::Fill(_), Some(value), _) => transfer.fill(dst, spec.dst_offset, value, spec.size),
+            (Op::Fill(_), None, _) => {
+                // The pattern buffer, as many times as the fill needs.
+                let mut done = 0;
+                let mut added = Ok(());
+                while done < spec.size && added.is_ok() {
+                    let len = (spec.size - done).min(PATTERN_SIZE);
+                    added = transfer.copy(dst, spec.dst_offset + done, &engine.pattern_map, 0, len);
+                    done += len;
+                }
+                added
             }
-        }
+            (Op::Copy, _, Some(src)) => transfer.copy(
+                dst,
+                spec.dst_offset,
+                src.mapping(),
+                spec.src_offset,
+                spec.size,
+            ),
+            (Op::Copy, _, None) => Err(EINVAL),
+        };
         transfer.submit();
         Ok(())
     }
@@ -1031,6 +944,8 @@ impl WorkItem<1> for Job {
         // reservation lock.
         let data = job.data.lock().take();
         drop(data);
+        let held = job.held.lock().take();
+        drop(held);
     }
 }
 
@@ -1063,61 +978,6 @@ impl WorkItem<2> for Job {
             }
         }
     }
-}
-
-/// The DMA segments `(address, length)` of the bytes `[offset, offset + len)` of a mapped table.
-fn segments(sgt: &SGTable, mut offset: usize, mut len: usize) -> Result<KVec<(DmaAddress, usize)>> {
-    let mut out = KVec::new();
-    for entry in sgt.iter() {
-        if len == 0 {
-            break;
-        }
-        let seg = usize::try_from(entry.dma_len()).map_err(|_| EINVAL)?;
-        if offset >= seg {
-            offset -= seg;
-            continue;
-        }
-        let n = (seg - offset).min(len);
-        out.push((entry.dma_address() + offset as DmaAddress, n), GFP_KERNEL)?;
-        len -= n;
-        offset = 0;
-    }
-    if len != 0 {
-        return Err(EINVAL);
-    }
-    Ok(out)
-}
-
-/// Splits two segment lists of the same total length into copies of at most `max` bytes.
-fn pair_segments(
-    dst: &[(DmaAddress, usize)],
-    src: &[(DmaAddress, usize)],
-    max: usize,
-) -> Result<KVec<DmaOp>> {
-    let mut out = KVec::new();
-    let (mut i, mut j, mut doff, mut soff) = (0, 0, 0, 0);
-    while i < dst.len() && j < src.len() {
-        let n = (dst[i].1 - doff).min(src[j].1 - soff).min(max);
-        out.push(
-            DmaOp::Copy {
-                dst: dst[i].0 + doff as DmaAddress,
-                src: src[j].0 + soff as DmaAddress,
-                len: n,
-            },
-            GFP_KERNEL,
-        )?;
-        doff += n;
-        soff += n;
-        if doff == dst[i].1 {
-            i += 1;
-            doff = 0;
-        }
-        if soff == src[j].1 {
-            j += 1;
-            soff = 0;
-        }
-    }
-    Ok(out)
 }
 
 /// A user fence that has not signalled, and when it times out.
@@ -1669,6 +1529,7 @@ impl DmaPingPongFile {
                 timeline: self.jobs.clone(),
                 out: self.jobs.create_fence()?,
                 data <- new_mutex!(Some(data)),
+                held <- new_spinlock!(None),
                 deps: AtomicUsize::new(1),
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
@@ -1724,7 +1585,10 @@ impl DmaPingPongFile {
         let pool = &self.pool;
         if job.spec.engine == abi::DPP_ENGINE_DMA {
             let done = job.clone();
-            let completion = Completion::new(move |result| {
+            // The transfer holds the mappings of the destination, the source or the pattern.
+            let completion = Completion::new(2, move |result, held| {
+                // Dropped by the cleanup work, queued by `complete`: unmapping may sleep.
+                *done.held.lock() = Some(held);
                 let timed_out = done.timed_out.load(Ordering::Acquire);
                 done.complete(if timed_out { Err(ETIMEDOUT) } else { result });
             })?;
