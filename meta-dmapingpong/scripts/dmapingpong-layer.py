@@ -42,6 +42,7 @@ fragments; no kernel recipe's FILESPATH covers the repository top.
 """
 
 import difflib
+import glob
 import hashlib
 import json
 import os
@@ -66,7 +67,8 @@ SINGLE_SOURCES = [
     "dts/rpi4.dtso",
     "rust/driver/Kbuild",
     "rust/driver/Makefile",
-    "rust/driver/dmapingpong.rs",
+    # Every source file of the driver (its crate root includes the others).
+    *sorted(os.path.relpath(p, TOP) for p in glob.glob(os.path.join(TOP, "rust", "driver", "*.rs"))),
     "rust/uapi/src/abi.rs",
     "rust/Cargo.toml",
     "rust/Cargo.lock",

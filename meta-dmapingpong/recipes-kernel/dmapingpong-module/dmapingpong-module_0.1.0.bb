@@ -18,11 +18,12 @@ LIC_FILES_CHKSUM = "file://dmapingpong.rs;beginline=1;endline=1;md5=50d2ba0afecd
 inherit module-rust dmapingpong
 
 # Sources (dmapingpong_source.bbclass): the dmapingpong git repository, or
-# the checkout that holds the layer. dmapingpong.rs includes
-# ../uapi/src/abi.rs (the ioctl ABI), hence the repository layout.
+# the checkout that holds the layer. The driver's crate root dmapingpong.rs
+# includes its other files and ../uapi/src/abi.rs (the ioctl ABI), hence the
+# repository layout.
 # nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
 FILESEXTRAPATHS:prepend := "${@dmapingpong_filesextrapaths(d, '.')}"
-SRC_URI = "${@dmapingpong_src_uri(d, 'rust/driver/Kbuild rust/driver/Makefile rust/driver/dmapingpong.rs rust/uapi/src/abi.rs')}"
+SRC_URI = "${@dmapingpong_src_uri(d, 'rust/driver/Kbuild rust/driver/Makefile rust/driver/buffer.rs rust/driver/debugfs.rs rust/driver/dmapingpong.rs rust/driver/driver.rs rust/driver/engine.rs rust/driver/fence.rs rust/driver/file.rs rust/driver/job.rs rust/driver/pool.rs rust/uapi/src/abi.rs')}"
 
 S = "${DMAPINGPONG_UNPACK}/rust/driver"
 
