@@ -26,6 +26,9 @@
 //! (Documentation/driver-api/dma-buf.rst, "DMA Fence Signalling Annotations"). What each engine
 //! did is in `/sys/kernel/debug/dmapingpong/stats`.
 
+// `pin_init!` of `Job` (file.rs) expands deeper than the default limit.
+#![recursion_limit = "256"]
+
 #[path = "../uapi/src/abi.rs"]
 pub mod abi;
 

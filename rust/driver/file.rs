@@ -51,7 +51,10 @@ use kernel::{
         ResvGuard,
         Usage, //
     },
-    dmaengine::Completion,
+    dmaengine::{
+        Completion,
+        HeldSlot, //
+    },
     fs::{
         file::FileDescriptorReservation,
         File, //
@@ -62,7 +65,6 @@ use kernel::{
     },
     new_delayed_work,
     new_mutex,
-    new_spinlock,
     new_work,
     page::PAGE_SIZE,
     prelude::*,
@@ -503,7 +505,7 @@ impl DmaPingPongFile {
                 timeline: self.jobs.clone(),
                 out: self.jobs.create_fence()?,
                 data <- new_mutex!(Some(data)),
-                held <- new_spinlock!(None),
+                held: HeldSlot::new(),
                 deps: AtomicUsize::new(1),
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
@@ -562,7 +564,8 @@ impl DmaPingPongFile {
             // The transfer holds the mappings of the destination, the source or the pattern.
             let completion = Completion::new(2, move |result, held| {
                 // Dropped by the cleanup work, queued by `complete`: unmapping may sleep.
-                *done.held.lock() = Some(held);
+                // The slot is empty: a job has one transfer.
+                drop(done.held.put(held));
                 let timed_out = done.timed_out.load(Ordering::Acquire);
                 done.complete(if timed_out { Err(ETIMEDOUT) } else { result });
             })?;

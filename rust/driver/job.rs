@@ -32,15 +32,14 @@ use kernel::{
     },
     dmaengine::{
         Completion,
-        Held, //
+        HeldSlot, //
     },
     impl_has_delayed_work,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
-        Mutex,
-        SpinLock, //
+        Mutex, //
     },
     time::msecs_to_jiffies,
     workqueue::{
@@ -160,8 +159,7 @@ pub(crate) struct Job {
     pub(crate) data: Mutex<Option<JobData>>,
     /// The mappings a DMA transfer held, given back by its completion (which cannot sleep) for
     /// the cleanup work to drop.
-    #[pin]
-    pub(crate) held: SpinLock<Option<Held>>,
+    pub(crate) held: HeldSlot,
     /// Unsignalled dependencies, plus one while the job is being submitted.
     pub(crate) deps: AtomicUsize,
     /// The first error of a dependency or of the submission (a negative errno), or 0.
@@ -403,8 +401,7 @@ impl WorkItem<1> for Job {
         // reservation lock.
         let data = job.data.lock().take();
         drop(data);
-        let held = job.held.lock().take();
-        drop(held);
+        drop(job.held.take());
     }
 }
 
