@@ -22,7 +22,7 @@ use kernel::{
         self,
         Attachment,
         DmaBuf,
-        MappedAttachment, //
+        DmaBufMapping, //
     },
     dma_resv::Usage,
     mm::virt::{
@@ -61,7 +61,7 @@ pub(crate) struct EngineMap {
 /// A buffer attached to the DMA controller's device and mapped for it, as any importer does
 /// (the attachment holds the engine's channel).
 pub(crate) struct SharedMap {
-    pub(crate) map: Arc<MappedAttachment>,
+    pub(crate) map: Arc<DmaBufMapping>,
     pub(crate) generation: u64,
 }
 
@@ -185,7 +185,7 @@ pub(crate) struct MapUse {
 }
 
 impl MapUse {
-    pub(crate) fn mapping(&self) -> &Arc<MappedAttachment> {
+    pub(crate) fn mapping(&self) -> &Arc<DmaBufMapping> {
         &self.map.map
     }
 }

@@ -51,10 +51,7 @@ use kernel::{
         ResvGuard,
         Usage, //
     },
-    dmaengine::{
-        Completion,
-        HeldSlot, //
-    },
+    dmaengine::Completion,
     fs::{
         file::FileDescriptorReservation,
         File, //
@@ -505,7 +502,6 @@ impl DmaPingPongFile {
                 timeline: self.jobs.clone(),
                 out: self.jobs.create_fence()?,
                 data <- new_mutex!(Some(data)),
-                held: HeldSlot::new(),
                 deps: AtomicUsize::new(1),
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
@@ -561,11 +557,9 @@ impl DmaPingPongFile {
         let pool = &self.pool;
         if job.spec.engine == abi::DPP_ENGINE_DMA {
             let done = job.clone();
-            // The transfer holds the mappings of the destination, the source or the pattern.
-            let completion = Completion::new(2, move |result, held| {
-                // Dropped by the cleanup work, queued by `complete`: unmapping may sleep.
-                // The slot is empty: a job has one transfer.
-                drop(done.held.put(held));
+            // The transfer holds the mappings of the destination, and of the source or the
+            // pattern buffer.
+            let completion = Completion::new(&crate::THIS_MODULE, 2, move |result| {
                 let timed_out = done.timed_out.load(Ordering::Acquire);
                 done.complete(if timed_out { Err(ETIMEDOUT) } else { result });
             })?;

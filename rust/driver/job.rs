@@ -30,10 +30,7 @@ use kernel::{
         SignallingSection,
         Timeline, //
     },
-    dmaengine::{
-        Completion,
-        HeldSlot, //
-    },
+    dmaengine::Completion,
     impl_has_delayed_work,
     prelude::*,
     sync::{
@@ -157,9 +154,6 @@ pub(crate) struct Job {
     pub(crate) timeline: Arc<Timeline>,
     #[pin]
     pub(crate) data: Mutex<Option<JobData>>,
-    /// The mappings a DMA transfer held, given back by its completion (which cannot sleep) for
-    /// the cleanup work to drop.
-    pub(crate) held: HeldSlot,
     /// Unsignalled dependencies, plus one while the job is being submitted.
     pub(crate) deps: AtomicUsize,
     /// The first error of a dependency or of the submission (a negative errno), or 0.
@@ -297,12 +291,13 @@ impl Job {
     /// Starts the job's transfer on the DMA channel; its completion signals the out-fence.
     /// Returns an error if it could not start (the job is then completed with it).
     pub(crate) fn run_dma(self: &Arc<Self>) -> Result {
+        // The engine before the job's data, in the order of the timeout.
+        let engine = self.pool.engine.lock();
         let mut data = self.data.lock();
         let dma = data
             .as_mut()
             .and_then(|data| data.dma.as_mut())
             .ok_or(EINVAL)?;
-        let engine = self.pool.engine.lock();
         // The engine the job was prepared for, not one bound since.
         let engine = engine
             .as_ref()
@@ -401,7 +396,6 @@ impl WorkItem<1> for Job {
         // reservation lock.
         let data = job.data.lock().take();
         drop(data);
-        drop(job.held.take());
     }
 }
 
