@@ -24,7 +24,6 @@ use kernel::{
         DmaBuf,
         DmaBufMapping, //
     },
-    dma_resv::Usage,
     mm::virt::{
         flags as vm_flags,
         VmaNew, //
@@ -35,8 +34,7 @@ use kernel::{
         Arc,
         ArcBorrow,
         Mutex, //
-    },
-    time::Delta, //
+    }, //
 };
 
 /// A buffer: coherent memory from the pool, exported as a dma-buf.
@@ -48,6 +46,8 @@ pub(crate) struct Buffer {
     pub(crate) pool: Arc<Pool>,
     /// The buffer mapped for the DMA controller while DMA jobs use it: mapped once, however
     /// many jobs wait for it (the DMA API allows few overlapping mappings of the same memory).
+    /// (A transfer holds the mapping until dmaengine drops it after the completion, so a job
+    /// submitted meanwhile may map the buffer again for that short while.)
     #[pin]
     pub(crate) engine_map: Mutex<EngineMap>,
 }
@@ -177,8 +177,9 @@ impl Buffer {
     }
 }
 
-/// A job's use of a buffer's mapping for the DMA controller; the last use unmaps it. Dropped in
-/// process context (unmapping takes the reservation lock), never in a signalling section.
+/// A job's use of a buffer's mapping for the DMA controller; the mapping goes with the last use
+/// and the transfer that holds it. Dropped in process context (unmapping takes the reservation
+/// lock), never in a signalling section.
 pub(crate) struct MapUse {
     pub(crate) buffer: Arc<Buffer>,
     pub(crate) map: Arc<SharedMap>,
@@ -217,8 +218,10 @@ impl PinnedDrop for Buffer {
 // The memory is a coherent allocation, so the exporter's own CPU accesses (kernel and user
 // mappings) need no cache maintenance. An importer's device may not be DMA-coherent when the
 // exporter's is (the CPU mappings are then cacheable): as the CMA heap does, the tables mapped
-// for importers are synced for the CPU at the start of CPU access and for the devices at its end
-// (by the dma-buf abstraction; the DMA API does nothing for coherent devices).
+// for importers are synced for the CPU at the start of CPU access, after the buffer's fences
+// have signalled, and for the devices at its end. The dma-buf abstraction does both (without a
+// `begin_cpu_access` of the exporter, it waits for the fences itself); the DMA API does nothing
+// for coherent devices.
 #[vtable]
 impl dma_buf::Exporter for Buffer {
     fn map_dma_buf(
@@ -227,20 +230,6 @@ impl dma_buf::Exporter for Buffer {
         _dir: DataDirection,
     ) -> Result<Arc<SharedCoherentAllocation>> {
         Ok(this.mem.clone())
-    }
-
-    fn begin_cpu_access(_this: ArcBorrow<'_, Self>, dmabuf: &DmaBuf, dir: DataDirection) -> Result {
-        // The devices' writes are complete when the fences signal: wait for them before the
-        // caches are invalidated (the dma-buf core waits only after this callback), with the
-        // usage the core waits for: a CPU write waits for readers and writers.
-        let usage = match dir {
-            DataDirection::FromDevice => Usage::Write,
-            _ => Usage::Read,
-        };
-        dmabuf
-            .resv()
-            .wait_timeout(usage, true, Delta::from_secs(i64::MAX))?;
-        Ok(())
     }
 
     fn mmap(this: ArcBorrow<'_, Self>, vma: &VmaNew) -> Result {

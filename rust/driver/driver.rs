@@ -64,7 +64,8 @@ impl DmaPingPongDriver {
         let engine = self.pool.engine.lock().take();
         if engine.is_some() {
             drop(engine);
-            // The channel itself goes with the last mapping for its DMA device (`SharedMap`).
+            // The channel itself goes with the last mapping for its DMA device (`SharedMap`, or
+            // one that a finished transfer held until dmaengine's work item dropped it).
             dev_info!(dev, "DMA engine released\n");
         }
     }

@@ -37,13 +37,13 @@ pub(crate) const PATTERN_SIZE: usize = 64 * 1024;
 pub(crate) static ENGINE_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The DMA engine of a device: a channel of the SoC's DMA controller and the buffer that fills
-/// copy their pattern from, mapped for the controller. Fields drop in order: the pattern is
-/// unmapped before the channel is released.
+/// copy their pattern from, mapped for the controller (the mapping holds the channel).
 pub(crate) struct DmaEngine {
     pub(crate) pattern_map: Arc<ChannelMapping>,
     pub(crate) pattern: Arc<SharedCoherentAllocation>,
-    /// Shared with the mappings made for its DMA device (`SharedMap`), which may outlive the
-    /// engine by the cleanup of its last jobs: released with the last of them.
+    /// Also held by the mappings made for its DMA device (the pattern's, the buffers' through
+    /// `SharedMap`, and those a transfer holds until dmaengine's work item drops them), which
+    /// may outlive the engine: the channel is released with the last of them.
     pub(crate) chan: Arc<Channel>,
     pub(crate) generation: u64,
 }
@@ -88,8 +88,7 @@ impl DmaEngine {
                 }
             },
         };
-        // Shared from the start: the mappings for its DMA device, the pattern's first, must go
-        // before it is released (field order, then `SharedMap`).
+        // Shared from the start: the mappings for its DMA device hold it.
         let chan = Arc::new(chan, GFP_KERNEL)?;
         let pattern = Arc::new(
             SharedCoherentAllocation::new(CoherentAllocation::<u8>::alloc_attrs(

@@ -74,7 +74,8 @@ pub(crate) struct DmaMaps {
 /// published: running it then neither allocates, maps nor takes a reservation lock (the rules
 /// of a DMA fence signalling path).
 pub(crate) struct DmaJob {
-    /// Unmapped by the job's cleanup work, after the transfer.
+    /// Dropped by the job's cleanup work, after the transfer (which holds the mappings too, until
+    /// dmaengine drops them after the completion).
     pub(crate) maps: DmaMaps,
     /// The byte a fill sets with the controller's memset, if it can fill and the pattern is one
     /// byte repeated; other fills copy from the pattern buffer.
