@@ -414,32 +414,29 @@ impl DmaPingPongFile {
                 req.src_offset
             )));
         }
-        let in_range = |offset: u64, buffer: &Buffer| {
-            offset
+        // `req.size` bytes at `offset` lie in `buffer` (the job's `what`).
+        let check_range = |offset: u64, buffer: &Buffer, what: &str| {
+            let fits = offset
                 .checked_add(req.size)
-                .is_some_and(|end| end <= buffer.mem.size() as u64)
+                .is_some_and(|end| end <= buffer.mem.size() as u64);
+            if fits {
+                return Ok(());
+            }
+            Err(pool.invalid(fmt!(
+                "SUBMIT_JOB: {} bytes at {} do not fit the {} ({} bytes)",
+                req.size,
+                offset,
+                what,
+                buffer.mem.size()
+            )))
         };
         let (dst_buf, dst) = self.job_buffer(req.dst_fd, "destination")?;
-        if !in_range(req.dst_offset, &dst) {
-            return Err(pool.invalid(fmt!(
-                "SUBMIT_JOB: {} bytes at {} do not fit the destination ({} bytes)",
-                req.size,
-                req.dst_offset,
-                dst.mem.size()
-            )));
-        }
+        check_range(req.dst_offset, &dst, "destination")?;
         let src = match op {
             Op::Fill(_) => None,
             Op::Copy => {
                 let (src_buf, src) = self.job_buffer(req.src_fd, "source")?;
-                if !in_range(req.src_offset, &src) {
-                    return Err(pool.invalid(fmt!(
-                        "SUBMIT_JOB: {} bytes at {} do not fit the source ({} bytes)",
-                        req.size,
-                        req.src_offset,
-                        src.mem.size()
-                    )));
-                }
+                check_range(req.src_offset, &src, "source")?;
                 let overlap = req.src_offset < req.dst_offset + req.size
                     && req.dst_offset < req.src_offset + req.size;
                 if Arc::ptr_eq(&src, &dst) && overlap {
