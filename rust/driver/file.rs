@@ -502,6 +502,7 @@ impl DmaPingPongFile {
                 deps: AtomicUsize::new(1),
                 dep_error: AtomicI32::new(0),
                 timed_out: AtomicBool::new(false),
+                started: AtomicBool::new(false),
                 completed: AtomicBool::new(false),
                 next <- new_mutex!(Link {
                     done: false,
@@ -552,16 +553,35 @@ impl DmaPingPongFile {
         arg: usize,
     ) -> Result {
         let pool = &self.pool;
-        if job.spec.engine == abi::DPP_ENGINE_DMA {
-            let done = job.clone();
-            // The transfer holds the mappings of the destination, and of the source or the
-            // pattern buffer.
-            let completion = Completion::new(&crate::THIS_MODULE, 2, move |result| {
-                let timed_out = done.timed_out.load(Ordering::Acquire);
-                done.complete(if timed_out { Err(ETIMEDOUT) } else { result });
-            })?;
+        // The number of transfers of a DMA job, read under the job's data lock, which the
+        // signalling path takes: nothing is allocated while it is held.
+        let chunks = job
+            .data
+            .lock()
+            .as_ref()
+            .and_then(|data| data.dma.as_ref())
+            .map(|dma| dma.chunks(job.spec.size));
+        if let Some(chunks) = chunks {
+            // One completion per transfer, the last one first; each but the last runs the job
+            // again for the next transfer. A transfer holds the mappings of the destination, and
+            // of the source or the pattern buffer.
+            let mut completions = KVec::with_capacity(chunks, GFP_KERNEL)?;
+            for index in (0..chunks).rev() {
+                let done = job.clone();
+                let last = index + 1 == chunks;
+                let completion = Completion::new(&crate::THIS_MODULE, 2, move |result| {
+                    let timed_out = done.timed_out.load(Ordering::Acquire);
+                    match result {
+                        Ok(()) if !last && !timed_out => {
+                            let _ = workqueue::system_unbound().enqueue::<Arc<Job>, 0>(done);
+                        }
+                        _ => done.complete(if timed_out { Err(ETIMEDOUT) } else { result }),
+                    }
+                })?;
+                completions.push(completion, GFP_KERNEL)?;
+            }
             if let Some(dma) = job.data.lock().as_mut().and_then(|data| data.dma.as_mut()) {
-                dma.completion = Some(completion);
+                dma.completions = completions;
             }
         }
         let file = sync_file::create(&job.out)?;

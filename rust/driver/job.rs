@@ -57,6 +57,14 @@ pub(crate) const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 /// between them.
 pub(crate) const CPU_CHUNK: usize = 1 << 20;
 
+/// DMA jobs run as transfers of at most this many times the channel's maximum segment size, one
+/// after the other: a controller has a bounded pool of descriptors (32 on ZynqMP DMA), and a
+/// transfer that needs more fails at run time. A transfer takes one descriptor per contiguous
+/// piece, and the mappings of our buffers have segments of at most that size: a range of
+/// `n` segment sizes whose ends are aligned to neither mapping's segments takes at most
+/// `3 * n + 2` descriptors (26), and one more may still be held by the previous transfer.
+pub(crate) const DMA_CHUNK_SEGMENTS: usize = 8;
+
 /// A job's operation.
 #[derive(Clone, Copy)]
 pub(crate) enum Op {
@@ -81,7 +89,11 @@ pub(crate) struct DmaJob {
     /// byte repeated; other fills copy from the pattern buffer.
     pub(crate) memset: Option<u8>,
     pub(crate) generation: u64,
-    pub(crate) completion: Option<Completion>,
+    /// Bytes per transfer (see [`DMA_CHUNK_SEGMENTS`]), a multiple of the channel's alignment.
+    pub(crate) chunk: usize,
+    /// The completions of the transfers not started yet, the last one first (prepared at
+    /// submission, [`DmaJob::chunks`] of them).
+    pub(crate) completions: KVec<Completion>,
 }
 
 impl DmaJob {
@@ -105,12 +117,21 @@ impl DmaJob {
             }
             Op::Copy => None,
         };
+        // Cannot be zero: the alignment is at least 1 and divides the maximum segment size.
+        let chunk = DMA_CHUNK_SEGMENTS.saturating_mul(target.chan.max_segment_size());
+        let chunk = (chunk - chunk % target.align).max(target.align);
         Ok(Self {
             maps: DmaMaps { dst, src },
             memset,
             generation: target.generation,
-            completion: None,
+            chunk,
+            completions: KVec::new(),
         })
+    }
+
+    /// The number of transfers of a job of `size` bytes.
+    pub(crate) fn chunks(&self, size: usize) -> usize {
+        size.div_ceil(self.chunk)
     }
 }
 
@@ -143,8 +164,9 @@ pub(crate) struct JobSpec {
 
 /// A device job: an operation on buffers that runs when its dependencies have signalled.
 ///
-/// Every job runs its work function exactly once (when `deps` drops to zero) and signals its
-/// out-fence exactly once (`completed`); the jobs of a file run in order (`next`), so their
+/// Every job runs its work function once when `deps` drops to zero (a DMA job again for each
+/// further transfer, from the previous one's completion) and signals its out-fence exactly once
+/// (`completed`); the jobs of a file run in order (`next`), so their
 /// fences signal in seqno order. Everything from the run to the signal (the work function, the
 /// DMA completion, the timeout) is a DMA fence signalling path: it runs in a
 /// [`SignallingSection`] and neither allocates, maps, nor takes a reservation lock.
@@ -160,6 +182,8 @@ pub(crate) struct Job {
     /// The first error of a dependency or of the submission (a negative errno), or 0.
     pub(crate) dep_error: AtomicI32,
     pub(crate) timed_out: AtomicBool,
+    /// Set by the first run of the work function.
+    pub(crate) started: AtomicBool,
     pub(crate) completed: AtomicBool,
     #[pin]
     pub(crate) next: Mutex<Link>,
@@ -305,41 +329,47 @@ impl Job {
             .filter(|engine| engine.generation == dma.generation)
             .ok_or(ECANCELED)?;
         let spec = &self.spec;
-        if let (Op::Fill(pattern), None) = (spec.op, dma.memset) {
+        // This transfer's part of the job: the chunk after those that ran.
+        let index = dma.chunks(spec.size) - dma.completions.len();
+        let completion = dma.completions.pop().ok_or(EINVAL)?;
+        let start = index * dma.chunk;
+        let size = (spec.size - start).min(dma.chunk);
+        if let (Op::Fill(pattern), None, 0) = (spec.op, dma.memset, index) {
             // DMA jobs of a device run one at a time (each depends on the previous one's fence),
             // so the pattern buffer is free.
             let len = spec.size.min(PATTERN_SIZE);
             engine.pattern.fill_u64(0, len, pattern)?;
             engine.pattern_map.sync_for_device();
         }
-        let completion = dma.completion.take().ok_or(EINVAL)?;
         let mut transfer = engine.chan.transfer(completion)?;
         let mib = (self.spec.size >> 20) as i64;
         let timeout = JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS;
+        // Once, for the whole job: pending already when a later transfer starts.
         let _ = workqueue::system_unbound()
             .enqueue_delayed::<Arc<Job>, 2>(self.clone(), msecs_to_jiffies(timeout as u32));
         // The buffers' reservations keep other jobs and implicitly synced CPU access off the
         // ranges. A failure is the transfer's result; the operations added before it still run.
         let dst = dma.maps.dst.mapping();
+        let dst_offset = spec.dst_offset + start;
         let _ = match (spec.op, dma.memset, &dma.maps.src) {
-            (Op::Fill(_), Some(value), _) => transfer.fill(dst, spec.dst_offset, value, spec.size),
+            (Op::Fill(_), Some(value), _) => transfer.fill(dst, dst_offset, value, size),
             (Op::Fill(_), None, _) => {
                 // The pattern buffer, as many times as the fill needs.
                 let mut done = 0;
                 let mut added = Ok(());
-                while done < spec.size && added.is_ok() {
-                    let len = (spec.size - done).min(PATTERN_SIZE);
-                    added = transfer.copy(dst, spec.dst_offset + done, &engine.pattern_map, 0, len);
+                while done < size && added.is_ok() {
+                    let len = (size - done).min(PATTERN_SIZE);
+                    added = transfer.copy(dst, dst_offset + done, &engine.pattern_map, 0, len);
                     done += len;
                 }
                 added
             }
             (Op::Copy, _, Some(src)) => transfer.copy(
                 dst,
-                spec.dst_offset,
+                dst_offset,
                 src.mapping(),
-                spec.src_offset,
-                spec.size,
+                spec.src_offset + start,
+                size,
             ),
             (Op::Copy, _, None) => Err(EINVAL),
         };
@@ -353,8 +383,10 @@ impl WorkItem<0> for Job {
 
     fn run(job: Arc<Job>) {
         let _section = SignallingSection::begin();
+        // A DMA job runs once per transfer (see `DmaJob::chunks`); the first run decides.
+        let first = !job.started.swap(true, Ordering::AcqRel);
         match job.dep_error.load(Ordering::Acquire) {
-            0 if job.pool.stats.take_injected_failure() => job.complete(Err(EIO)),
+            0 if first && job.pool.stats.take_injected_failure() => job.complete(Err(EIO)),
             0 if job.spec.engine == abi::DPP_ENGINE_DMA => {
                 if let Err(err) = job.run_dma() {
                     job.complete(Err(err));

@@ -196,6 +196,55 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Size of the buffers of `large_jobs`: larger than one transfer of a DMA
+/// job (8 segments; 512 KiB on ZynqMP DMA), at most a quarter of the pool.
+const LARGE_JOB: u64 = 8 << 20;
+
+/// Jobs that take several DMA transfers (the driver splits them: a
+/// controller has a bounded pool of descriptors): a fill with a pattern of 8
+/// different bytes, and a copy between unaligned offsets whose ranges cross
+/// the transfers' boundaries, each checked word by word.
+pub fn large_jobs(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let dev = Device::open(&cfg.device)?;
+    let size = LARGE_JOB.min(dev.info()?.pool_size / 4);
+    let a = dev.alloc(size)?;
+    let b = dev.alloc(size)?;
+    const PATTERN: u64 = 0x0123_4567_89ab_cdef;
+    let job = dev.submit_job(&fill(&a, PATTERN, &[]))?;
+    wait_ok(cfg, &job, "fill")?;
+    verify(cfg, &a, "filled buffer", |_| PATTERN)?;
+    let value = |i: usize| 0xdead_0000_0000_0000 | i as u64;
+    let mut map = a.mmap()?;
+    let cpu = map.begin(Access::Write, timeout(cfg))?;
+    for (i, w) in cpu.words().iter().enumerate() {
+        w.store(value(i), Ordering::Relaxed);
+    }
+    cpu.end()?;
+    drop(map);
+    // Destination bytes 16.. from source bytes 8..: word i from word i - 1.
+    let job = dev.submit_job(&Job {
+        op: JobOp::Copy {
+            src: a.as_fd(),
+            src_offset: 8,
+        },
+        dst: b.as_fd(),
+        dst_offset: 16,
+        size: size - 16,
+        in_fences: &[],
+        implicit_sync: true,
+    })?;
+    wait_ok(cfg, &job, "copy")?;
+    verify(cfg, &b, "copied buffer", |i| {
+        if i < 2 { 0 } else { value(i - 1) }
+    })?;
+    diags.push(format!(
+        "a fill of {size} bytes and a copy of {} bytes at offsets 8 -> 16 on {}",
+        size - 16,
+        job.engine
+    ));
+    Ok(())
+}
+
 /// A chain of jobs linked only by in-fences, headed by a user fence, and a
 /// job without dependencies submitted after them: nothing runs before the
 /// head signals (the last job because the jobs of a file run in order), then

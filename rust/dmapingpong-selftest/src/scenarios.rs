@@ -52,6 +52,7 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
         }));
     }
     tests.push(test("device_fill_copy", crate::jobs::device_fill_copy));
+    tests.push(test("large_jobs", crate::jobs::large_jobs));
     tests.push(test("job_chain", crate::jobs::job_chain));
     tests.push(test("job_errors", crate::jobs::job_errors));
     if cfg.jobs.unbind_check {
