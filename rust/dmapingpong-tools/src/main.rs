@@ -1,5 +1,7 @@
-//! `dmapingpong`: device info and by-hand ping/pong runs between two
-//! processes over a Unix socket.
+//! `dmapingpong`: device info, by-hand ping/pong runs between two
+//! processes over a Unix socket, and the benchmark (`dmapingpong bench`).
+
+mod bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,30 @@ enum Command {
         #[arg(long, default_value_t = 60_000)]
         accept_timeout_ms: u64,
     },
+    /// Measure fences, buffers, the ping-pong and device jobs against
+    /// their baselines in this run (eventfd, sw_sync, anonymous memory,
+    /// dma-buf heaps, memcpy); print the figures, the goals and the results
+    /// as JSON.
+    Bench {
+        /// How much to measure.
+        #[arg(long, value_enum, default_value = "full")]
+        profile: bench::Profile,
+        /// Also write the results (JSON) to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Only these groups (fence, cpu, pingpong, jobs, scale).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// The peer process of the bench's two-process measurements (its
+    /// socket is stdin).
+    #[command(hide = true)]
+    BenchPeer {
+        #[arg(long, value_enum)]
+        role: bench::peer::Role,
+        #[arg(long)]
+        rounds: u64,
+    },
     /// Connect to a ping on SOCKET and answer its rounds.
     Pong {
         /// Unix socket path of the ping side.
@@ -75,10 +101,21 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let dev = Device::open(&cli.device)?;
+    let open = || Device::open(&cli.device);
     match cli.command {
+        Command::Bench {
+            profile,
+            output,
+            only,
+        } => bench::run(bench::Options {
+            device: cli.device.clone(),
+            profile,
+            output,
+            groups: only,
+        })?,
+        Command::BenchPeer { role, rounds } => bench::peer::run(&cli.device, role, rounds)?,
         Command::Info => {
-            let i = dev.info()?;
+            let i = open()?.info()?;
             println!(
                 "version {} page_size {} pool_size {} pool_used {} buffers {} fences_pending {}",
                 i.version, i.page_size, i.pool_size, i.pool_used, i.buffers, i.fences_pending
@@ -102,13 +139,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             params.validate()?;
             let chan = Channel::accept_one(&socket, Duration::from_millis(accept_timeout_ms))?;
-            let stats = pingpong::ping(&dev, &chan, &params).context("ping")?;
+            let stats = pingpong::ping(&open()?, &chan, &params).context("ping")?;
             println!("ping {}: {buffers} buffers: {stats}", params.mode);
         }
         Command::Pong { socket, timeout_ms } => {
             let chan = Channel::connect(&socket)?;
-            let stats =
-                pingpong::pong(&dev, &chan, Duration::from_millis(timeout_ms)).context("pong")?;
+            let stats = pingpong::pong(&open()?, &chan, Duration::from_millis(timeout_ms))
+                .context("pong")?;
             println!("pong: {stats}");
         }
     }

@@ -80,6 +80,13 @@ impl SyncFile {
         }
     }
 
+    /// `poll(POLLIN)`s the sync_file for up to `timeout` without reading
+    /// the fence's status: whether it signalled (with or without error);
+    /// `false`: timed out.
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        poll_fd(self.fd.as_fd(), PollFlags::IN, timeout, "sync_file")
+    }
+
     /// The fence's state from `SYNC_IOC_FILE_INFO` (status 1: signalled,
     /// 0: active, negative: error).
     pub fn status(&self) -> Result<FenceStatus> {

@@ -17,11 +17,14 @@
 //! * [`pingpong`]: the two-process ping-pong engine over a [`Channel`], and
 //!   [`pattern`]: the data pattern it writes and verifies.
 //! * [`module`]: unloading and loading the driver's module.
+//! * [`baseline`]: what a user would use instead, for comparisons: dma-buf
+//!   heaps ([`DmaHeap`]) and `sw_sync` timelines ([`SwSyncTimeline`]).
 //!
 //! Every blocking operation has a timeout, kept as an absolute deadline
 //! across `EINTR` and across the system calls it takes; errors are
 //! [`Error`]s naming the operation and carrying the [`Errno`].
 
+pub mod baseline;
 mod buffer;
 mod channel;
 mod deadline;
@@ -34,6 +37,7 @@ pub mod pingpong;
 pub mod stats;
 mod sys;
 
+pub use baseline::{DmaHeap, SwSyncTimeline};
 pub use buffer::{Access, CpuAccess, DMA_BUF_MAGIC, DmaBuf, Mapping};
 pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
 pub use device::{Device, Engine, Job, JobOp, SubmittedJob, Usage};

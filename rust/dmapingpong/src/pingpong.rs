@@ -333,6 +333,27 @@ fn abort_on_error<T>(chan: &Channel, f: impl FnOnce() -> Result<T>) -> Result<T>
 /// Runs the ping side: allocates the buffers on `dev`, sends them over
 /// `chan` and runs `params.rounds` rounds, writing first.
 pub fn ping(dev: &Device, chan: &Channel, params: &Params) -> Result<Stats> {
+    ping_session(dev, chan, params, None)
+}
+
+/// [`ping`], also appending the duration of every round (a write and the
+/// read of the peer's answer) to `round_times`, which grows by
+/// `params.rounds` entries.
+pub fn ping_timed(
+    dev: &Device,
+    chan: &Channel,
+    params: &Params,
+    round_times: &mut Vec<Duration>,
+) -> Result<Stats> {
+    ping_session(dev, chan, params, Some(round_times))
+}
+
+fn ping_session(
+    dev: &Device,
+    chan: &Channel,
+    params: &Params,
+    mut round_times: Option<&mut Vec<Duration>>,
+) -> Result<Stats> {
     abort_on_error(chan, || {
         params.validate()?;
         chan.set_timeout(params.timeout)?;
@@ -358,9 +379,15 @@ pub fn ping(dev: &Device, chan: &Channel, params: &Params) -> Result<Stats> {
             verified: 0,
         };
         let start = Instant::now();
+        let mut round_start = start;
         for r in 0..params.rounds {
             s.write(r, 2 * r)?;
             s.read(r, 2 * r + 1)?;
+            if let Some(times) = round_times.as_deref_mut() {
+                let now = Instant::now();
+                times.push(now - round_start);
+                round_start = now;
+            }
         }
         Ok(Stats {
             rounds: params.rounds,
