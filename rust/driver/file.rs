@@ -514,8 +514,8 @@ impl DmaPingPongFile {
             }),
             GFP_KERNEL,
         )?;
-        // Until the job is published, a failure drops its data (and with it the completion,
-        // which refers to the job).
+        // Until the job is published, a failure drops its data (and with it the completions,
+        // which refer to the job).
         let abandon = |err: Error| {
             // Dropped outside the lock (unmapping takes other locks).
             let data = job.data.lock().take();

@@ -32,6 +32,7 @@ use kernel::{
     },
     dmaengine::Completion,
     impl_has_delayed_work,
+    page::PAGE_SIZE,
     prelude::*,
     sync::{
         aref::ARef,
@@ -57,12 +58,14 @@ pub(crate) const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
 /// between them.
 pub(crate) const CPU_CHUNK: usize = 1 << 20;
 
-/// DMA jobs run as transfers of at most this many times the channel's maximum segment size, one
-/// after the other: a controller has a bounded pool of descriptors (32 on ZynqMP DMA), and a
-/// transfer that needs more fails at run time. A transfer takes one descriptor per contiguous
-/// piece, and the mappings of our buffers have segments of at most that size: a range of
-/// `n` segment sizes whose ends are aligned to neither mapping's segments takes at most
-/// `3 * n + 2` descriptors (26), and one more may still be held by the previous transfer.
+/// DMA jobs run as transfers of at most this many units, one after the other: a controller has
+/// a bounded pool of descriptors (32 on ZynqMP DMA), and a transfer that needs more fails at run
+/// time. A transfer takes one descriptor per contiguous piece of at most the channel's maximum
+/// segment size. The unit is that size rounded down to whole pages (the segments of the mappings
+/// of our buffers, which are physically contiguous), or the 64 KiB pattern buffer for fills
+/// copied from it, if smaller: a copy of `n` units crosses at most `n` segment boundaries of each
+/// mapping and takes at most `2 * n + 1` descriptors (17), a fill at most `2 * n` (16). One more
+/// may still be held by the previous transfer (ZynqMP DMA frees it after its callback).
 pub(crate) const DMA_CHUNK_SEGMENTS: usize = 8;
 
 /// A job's operation.
@@ -117,8 +120,18 @@ impl DmaJob {
             }
             Op::Copy => None,
         };
-        // Cannot be zero: the alignment is at least 1 and divides the maximum segment size.
-        let chunk = DMA_CHUNK_SEGMENTS.saturating_mul(target.chan.max_segment_size());
+        // The unit of `DMA_CHUNK_SEGMENTS`; the chunk is a multiple of the alignment, at least
+        // one alignment (which is at least 1).
+        let max = target.chan.max_segment_size();
+        let mut unit = if max >= PAGE_SIZE {
+            max - max % PAGE_SIZE
+        } else {
+            max
+        };
+        if matches!(spec.op, Op::Fill(_)) && memset.is_none() {
+            unit = unit.min(PATTERN_SIZE);
+        }
+        let chunk = DMA_CHUNK_SEGMENTS.saturating_mul(unit);
         let chunk = (chunk - chunk % target.align).max(target.align);
         Ok(Self {
             maps: DmaMaps { dst, src },
@@ -313,11 +326,16 @@ impl Job {
         Ok(())
     }
 
-    /// Starts the job's transfer on the DMA channel; its completion signals the out-fence.
-    /// Returns an error if it could not start (the job is then completed with it).
+    /// Starts the job's next transfer on the DMA channel; the last one's completion signals the
+    /// out-fence. Returns an error if it could not start (the job is then completed with it).
     pub(crate) fn run_dma(self: &Arc<Self>) -> Result {
         // The engine before the job's data, in the order of the timeout.
         let engine = self.pool.engine.lock();
+        // Timed out between two transfers (the timeout sets this under the engine lock, and
+        // found nothing to terminate): no further transfer.
+        if self.timed_out.load(Ordering::Acquire) {
+            return Err(ETIMEDOUT);
+        }
         let mut data = self.data.lock();
         let dma = data
             .as_mut()
@@ -455,8 +473,16 @@ impl WorkItem<2> for Job {
             engine.chan.terminate();
             if engine.chan.is_broken() {
                 // The transfer may still run, so its buffers stay mapped and allocated (the job's
-                // data is leaked), but its fence signals now: it must not wait indefinitely.
-                core::mem::forget(job.data.lock().take());
+                // data is leaked), but its fence signals now: it must not wait indefinitely. The
+                // completions of the transfers that will not run are dropped, not leaked: each
+                // holds the job and references to the module.
+                let mut data = job.data.lock().take();
+                let unused = data
+                    .as_mut()
+                    .and_then(|data| data.dma.as_mut())
+                    .map(|dma| core::mem::replace(&mut dma.completions, KVec::new()));
+                drop(unused);
+                core::mem::forget(data);
                 job.complete(Err(ETIMEDOUT));
             }
         }
