@@ -40,7 +40,7 @@ pub use report::{Figure, JSON_END_PREFIX, JSON_PREFIX, Report};
 /// How much to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
-    /// A few samples of everything: about 2 minutes of guest time (checks
+    /// A few samples of everything: at most 2 minutes of guest time (checks
     /// that every figure and ratio is computed).
     Quick,
     /// The figures of the README.
