@@ -51,19 +51,22 @@ fn bound_devices() -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// A job on the whole of `dst`, waiting for `in_fences`, or for the buffers'
+/// reservations without them.
+fn whole<'a>(job: Job<'a>, in_fences: &'a [std::os::fd::BorrowedFd<'a>]) -> Job<'a> {
+    Job {
+        in_fences,
+        implicit_sync: in_fences.is_empty(),
+        ..job
+    }
+}
+
 fn fill<'a>(
     dst: &'a DmaBuf,
     pattern: u64,
     in_fences: &'a [std::os::fd::BorrowedFd<'a>],
 ) -> Job<'a> {
-    Job {
-        op: JobOp::Fill { pattern },
-        dst: dst.as_fd(),
-        dst_offset: 0,
-        size: dst.size(),
-        in_fences,
-        implicit_sync: in_fences.is_empty(),
-    }
+    whole(Job::fill(dst.as_fd(), pattern, dst.size()), in_fences)
 }
 
 fn copy<'a>(
@@ -71,17 +74,7 @@ fn copy<'a>(
     src: &'a DmaBuf,
     in_fences: &'a [std::os::fd::BorrowedFd<'a>],
 ) -> Job<'a> {
-    Job {
-        op: JobOp::Copy {
-            src: src.as_fd(),
-            src_offset: 0,
-        },
-        dst: dst.as_fd(),
-        dst_offset: 0,
-        size: dst.size(),
-        in_fences,
-        implicit_sync: in_fences.is_empty(),
-    }
+    whole(Job::copy(dst.as_fd(), src.as_fd(), dst.size()), in_fences)
 }
 
 /// Waits for a job's fence and requires success.
@@ -227,11 +220,8 @@ pub fn large_jobs(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
             src: a.as_fd(),
             src_offset: 8,
         },
-        dst: b.as_fd(),
         dst_offset: 16,
-        size: size - 16,
-        in_fences: &[],
-        implicit_sync: true,
+        ..Job::copy(b.as_fd(), a.as_fd(), size - 16)
     })?;
     wait_ok(cfg, &job, "copy")?;
     verify(cfg, &b, "copied buffer", |i| {

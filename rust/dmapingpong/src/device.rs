@@ -75,6 +75,34 @@ pub struct Job<'a> {
     pub implicit_sync: bool,
 }
 
+impl<'a> Job<'a> {
+    /// A fill of the first `size` bytes of `dst` with `pattern`, with implicit sync and no
+    /// in-fences (set the fields to change that).
+    pub fn fill(dst: BorrowedFd<'a>, pattern: u64, size: u64) -> Job<'a> {
+        Job {
+            op: JobOp::Fill { pattern },
+            dst,
+            dst_offset: 0,
+            size,
+            in_fences: &[],
+            implicit_sync: true,
+        }
+    }
+
+    /// A copy of the first `size` bytes of `src` to the start of `dst`, with implicit sync and
+    /// no in-fences (set the fields to change that).
+    pub fn copy(dst: BorrowedFd<'a>, src: BorrowedFd<'a>, size: u64) -> Job<'a> {
+        Job {
+            op: JobOp::Copy { src, src_offset: 0 },
+            dst,
+            dst_offset: 0,
+            size,
+            in_fences: &[],
+            implicit_sync: true,
+        }
+    }
+}
+
 /// The engine that runs a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {

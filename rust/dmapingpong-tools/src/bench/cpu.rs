@@ -60,44 +60,25 @@ pub fn run(b: &mut Bench) -> anyhow::Result<()> {
         let label = format!("fill + verify {sname}: anonymous memory (floor)");
         b.add(Figure::rate(&base, &label, "MB/s", size as f64, &samples).param("size", size));
 
-        let buf = dev.alloc(size)?;
-        let samples = dma_buf_samples(&buf, n)?;
-        drop(buf);
-        let label = format!("fill + verify {sname}: our dma-buf, SYNC brackets");
-        b.add(
-            Figure::rate(
-                &format!("cpu/dmapingpong/{sid}"),
-                &label,
-                "MB/s",
-                size as f64,
-                &samples,
-            )
-            .param("size", size)
-            .against(&base),
-        );
+        // A dma-buf against the floor, each access in its SYNC bracket.
+        let mut measure = |kind: &str, what: &str, buf: DmaBuf| -> anyhow::Result<()> {
+            let samples = dma_buf_samples(&buf, n)?;
+            let label = format!("fill + verify {sname}: {what}, SYNC brackets");
+            let id = format!("cpu/{kind}/{sid}");
+            b.add(
+                Figure::rate(&id, &label, "MB/s", size as f64, &samples)
+                    .param("size", size)
+                    .against(&base),
+            );
+            Ok(())
+        };
+        measure("dmapingpong", "our dma-buf", dev.alloc(size)?)?;
         for (kind, heap) in [("heap-system", &system), ("heap-cma", &cma)] {
             let Some(heap) = heap else { continue };
-            let id = format!("cpu/{kind}/{sid}");
-            let buf = match DmaHeap::open(heap).and_then(|h| h.alloc(size)) {
-                Ok(buf) => buf,
-                Err(e) => {
-                    println!("# bench: {id}: not measured: {e}");
-                    continue;
-                }
-            };
-            let samples = dma_buf_samples(&buf, n)?;
-            let label = format!("fill + verify {sname}: /dev/dma_heap/{heap}, SYNC brackets");
-            b.add(
-                Figure::rate(
-                    &format!("cpu/{kind}/{sid}"),
-                    &label,
-                    "MB/s",
-                    size as f64,
-                    &samples,
-                )
-                .param("size", size)
-                .against(&base),
-            );
+            match DmaHeap::open(heap).and_then(|h| h.alloc(size)) {
+                Ok(buf) => measure(kind, &format!("/dev/dma_heap/{heap}"), buf)?,
+                Err(e) => println!("# bench: cpu/{kind}/{sid}: not measured: {e}"),
+            }
         }
     }
     Ok(())

@@ -28,7 +28,7 @@ fn round_trips(b: &Bench, role: Role, rounds: u64) -> anyhow::Result<Vec<f64>> {
         }
         Role::Implicit => {
             let dev = b.dev()?;
-            let page = u64::from(dev.info()?.page_size);
+            let page = b.report.machine.page_size;
             let bufs = (0..2 * peer::IMPLICIT_BUFFERS)
                 .map(|_| dev.alloc(page))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -95,8 +95,7 @@ pub fn run(b: &mut Bench) -> anyhow::Result<()> {
     // lock, fence walk) against a poll() of a sync_file, both signalled.
     let n = b.profile.pick(500, 3000) as usize;
     let dev = b.dev()?;
-    let page = u64::from(dev.info()?.page_size);
-    let buf = dev.alloc(page)?;
+    let buf = dev.alloc(b.report.machine.page_size)?;
     let fence = dev.create_fence(Some((buf.as_fd(), Usage::Write)))?;
     dev.signal(&fence, None)?;
     let samples = time_each(n, || {

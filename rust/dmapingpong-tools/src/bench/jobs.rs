@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use anyhow::ensure;
-use dmapingpong::{Device, DmaBuf, Fence, FenceStatus, Job, JobOp};
+use dmapingpong::{Device, DmaBuf, Fence, FenceStatus, Job};
 
 use super::{Bench, Figure, TIMEOUT, iterations, micros, size_id, size_name, time_each};
 
@@ -19,6 +19,7 @@ fn wait(dev: &Device, fence: &Fence) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A copy of `size` bytes from `src` to `dst` that waits only for `in_fences`.
 fn copy<'a>(
     dst: &'a DmaBuf,
     src: &'a DmaBuf,
@@ -26,15 +27,9 @@ fn copy<'a>(
     in_fences: &'a [std::os::fd::BorrowedFd<'a>],
 ) -> Job<'a> {
     Job {
-        op: JobOp::Copy {
-            src: src.as_fd(),
-            src_offset: 0,
-        },
-        dst: dst.as_fd(),
-        dst_offset: 0,
-        size,
         in_fences,
         implicit_sync: false,
+        ..Job::copy(dst.as_fd(), src.as_fd(), size)
     }
 }
 
@@ -102,14 +97,8 @@ pub fn run(b: &mut Bench) -> anyhow::Result<()> {
             .against(&memcpy),
         );
         let fill = Job {
-            op: JobOp::Fill {
-                pattern: 0xa5a5_a5a5_a5a5_a5a5,
-            },
-            dst: d.as_fd(),
-            dst_offset: 0,
-            size,
-            in_fences: &[],
             implicit_sync: false,
+            ..Job::fill(d.as_fd(), 0xa5a5_a5a5_a5a5_a5a5, size)
         };
         match time_each(n, || {
             let job = dev.submit_job(&fill)?;
@@ -132,7 +121,7 @@ pub fn run(b: &mut Bench) -> anyhow::Result<()> {
 
     // Submit-to-signal latency of a 4 KiB copy, and of a bare fence.
     let n = b.profile.pick(100, 1000);
-    let page = u64::from(dev.info()?.page_size);
+    let page = b.report.machine.page_size;
     let samples = time_each(n, || {
         let fence = dev.create_fence(None)?;
         dev.signal(&fence, None)?;

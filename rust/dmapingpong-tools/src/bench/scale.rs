@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use dmapingpong::pingpong::{self, Mode, Params};
-use dmapingpong::{DmaHeap, Usage};
+use dmapingpong::{DmaBuf, DmaHeap, Usage};
 
 use super::peer::{Peer, Role};
 use super::{Bench, Figure, TIMEOUT, cma_heap, micros, size_name, time_each};
@@ -105,42 +105,61 @@ fn pairs(b: &mut Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Allocates `count` live buffers with `alloc`, then times `n` allocations (each closed at
+/// once) next to them; returns the live buffers, the slab they took (KiB) and the samples.
+fn live_and_alloc(
+    count: usize,
+    n: usize,
+    what: &str,
+    alloc: impl Fn() -> dmapingpong::Result<DmaBuf>,
+) -> anyhow::Result<(Vec<DmaBuf>, u64, Vec<f64>)> {
+    let before = meminfo_kib("Slab")?;
+    let live = (0..count)
+        .map(|_| alloc())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{count} live buffers of {what}"))?;
+    let slab = meminfo_kib("Slab")?.saturating_sub(before);
+    let samples = time_each(n, || {
+        drop(alloc()?);
+        Ok(())
+    })?;
+    Ok((live, slab, samples))
+}
+
+/// The cost per operation `op` with `count` live buffers, against that with `first`.
+fn per_live(op: &str, label: String, samples: &[f64], count: usize, first: usize) -> Figure {
+    let fig = Figure::latency(
+        &format!("scale/buffers/{op}/{count}"),
+        &label,
+        "us/op",
+        samples,
+    )
+    .param("live", count as u64);
+    if count == first {
+        fig
+    } else {
+        fig.against(&format!("scale/buffers/{op}/{first}"))
+    }
+}
+
 fn buffers(b: &mut Bench) -> anyhow::Result<()> {
     let counts: &[usize] = b
         .profile
         .pick(&[4, 1024], &[4, 16, 64, 256, 512, 1024, 2048]);
     let n = b.profile.pick(100, 500);
     let dev = b.dev()?;
-    let page = u64::from(dev.info()?.page_size);
+    let page = b.report.machine.page_size;
     let cma = cma_heap();
-    let last = *counts.last().unwrap_or(&0);
+    let (first, last) = (counts[0], counts[counts.len() - 1]);
     for &count in counts {
-        let before = meminfo_kib("Slab")?;
-        let live = (0..count)
-            .map(|_| dev.alloc(page))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("{count} live buffers"))?;
-        let slab = meminfo_kib("Slab")?.saturating_sub(before);
+        let (live, slab, samples) =
+            live_and_alloc(count, n, "/dev/dmapingpong", || dev.alloc(page))?;
         let info = dev.info()?;
-        let samples = time_each(n, || {
-            drop(dev.alloc(page)?);
-            Ok(())
-        })?;
-        let base = |op: &str| format!("scale/buffers/{op}/{}", counts[0]);
-        let mut fig = Figure::latency(
-            &format!("scale/buffers/alloc/{count}"),
-            &format!(
-                "ALLOC + close of a {} buffer with {count} live buffers",
-                size_name(page)
-            ),
-            "us/op",
-            &samples,
-        )
-        .param("live", count as u64);
-        if count != counts[0] {
-            fig = fig.against(&base("alloc"));
-        }
-        b.add(fig);
+        let label = format!(
+            "ALLOC + close of a {} buffer with {count} live buffers",
+            size_name(page)
+        );
+        b.add(per_live("alloc", label, &samples, count, first));
         let mut k = 0;
         let samples = time_each(n, || {
             k = (k + 7919) % live.len();
@@ -148,47 +167,23 @@ fn buffers(b: &mut Bench) -> anyhow::Result<()> {
             dev.signal(&fence, None)?;
             Ok(())
         })?;
-        let mut fig = Figure::latency(
-            &format!("scale/buffers/fence/{count}"),
-            &format!("write fence into a buffer's dma_resv + signal, {count} live buffers"),
-            "us/op",
-            &samples,
-        )
-        .param("live", count as u64);
-        if count != counts[0] {
-            fig = fig.against(&base("fence"));
-        }
-        b.add(fig);
+        let label = format!("write fence into a buffer's dma_resv + signal, {count} live buffers");
+        b.add(per_live("fence", label, &samples, count, first));
         drop(live);
         // The same with the CMA heap's buffers (another exporter allocating
         // single pages of a CMA area, as ours does from the pool's).
         let mut heap_slab = None;
         if let Some(cma) = &cma {
             let heap = DmaHeap::open(cma)?;
-            let before = meminfo_kib("Slab")?;
-            let live_cma = (0..count)
-                .map(|_| heap.alloc(page))
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("{count} live buffers of /dev/dma_heap/{cma}"))?;
-            heap_slab = Some(meminfo_kib("Slab")?.saturating_sub(before));
-            let samples = time_each(n, || {
-                drop(heap.alloc(page)?);
-                Ok(())
-            })?;
-            let mut fig = Figure::latency(
-                &format!("scale/buffers/heap-cma-alloc/{count}"),
-                &format!(
-                    "CMA heap: ALLOC + close of a {} buffer with {count} live buffers",
-                    size_name(page)
-                ),
-                "us/op",
-                &samples,
-            )
-            .param("live", count as u64);
-            if count != counts[0] {
-                fig = fig.against(&base("heap-cma-alloc"));
-            }
-            b.add(fig);
+            let what = format!("/dev/dma_heap/{cma}");
+            let (live_cma, cma_slab, samples) =
+                live_and_alloc(count, n, &what, || heap.alloc(page))?;
+            heap_slab = Some(cma_slab);
+            let label = format!(
+                "CMA heap: ALLOC + close of a {} buffer with {count} live buffers",
+                size_name(page)
+            );
+            b.add(per_live("heap-cma-alloc", label, &samples, count, first));
             drop(live_cma);
         }
         if count == last {
