@@ -16,6 +16,11 @@ DPP_KVER=6.18.15
 DPP_KTARBALL=linux_${DPP_KVER}.orig.tar.xz
 DPP_KSHA256=fdf4c4d487c95b17a41cb38003faef86669e532a44fe702eb31a3390b6a60cca
 
+# The KUnit suites the debug kernel runs at boot (configs/kernel/debug.cfg):
+# the series' and the kernel crate's doctests; scripts/run-qemu and the lab
+# tests (scripts/lab-test) check that each ran.
+DPP_KUNIT_SUITES="rust_doctests_kernel rust_dma_fence rust_sync_file rust_dma_resv rust_dma_buf rust_dma_shared rust_dmaengine rust_miscdevice"
+
 # Paths as seen inside the build chroot (see dpp_in_chroot).
 DPP_CH_SRC=/src
 DPP_CH_CACHE=/cache
@@ -241,5 +246,22 @@ dpp_layer_venv() {
 		fi
 		"$venv/bin/pip" install -q --disable-pip-version-check "${DPP_LAYER_PINS[@]}" >&2
 	fi
+	echo "$venv"
+}
+
+# The virtual environment of the lab tests (labgrid, pytest, voluptuous:
+# scripts/lab/requirements.txt, hashes checked) inside the build chroot,
+# under the cache and keyed by that file; made on first use. Prints its path
+# inside the chroot.
+dpp_lab_venv() {
+	local venv
+	venv=$DPP_CH_CACHE/lab-venv-$(dpp_hash "$DPP_TOP/scripts/lab/requirements.txt")
+	dpp_in_chroot env VENV="$venv" PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt bash -euc '
+		[ -e "$VENV/.complete" ] && exit 0
+		rm -rf "$VENV"
+		python3 -m venv "$VENV"
+		"$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r /src/scripts/lab/requirements.txt
+		touch "$VENV/.complete"
+	' >&2
 	echo "$venv"
 }

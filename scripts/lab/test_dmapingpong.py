@@ -1,0 +1,149 @@
+"""The dmapingpong tests of one target (a QEMU machine or a board of a lab),
+in the order they run: boot to a shell, the driver, the KUnit suites (debug
+kernels), the self-test, ping-pong by hand, the robustness suite (when asked
+for), the kernel log, and a clean power-off.
+
+Every KTAP test point (self-test, robustness suite, KUnit) is reported as a
+test of its own (conftest.ktap_items). What a target must do comes from its
+environment's options (configs/labgrid/*.yaml):
+
+- dpp_engine: "dma" or "cpu", the engine of the driver's copies;
+- dpp_kunit_suites: the KUnit suites the kernel must have run, separated by
+  spaces (debug kernels).
+"""
+
+import pytest
+
+import dpplab
+
+SELFTEST_TIMEOUT = 900
+ROBUSTNESS_TIMEOUT = {"ci": 1200, "full": 5400}
+
+
+def run(shell, cmd, timeout=60):
+    """Runs cmd in the target's shell: (output lines, exit status)."""
+    out, _, rc = shell.run(cmd, timeout=timeout)
+    return out, rc
+
+
+def test_driver(shell):
+    """The exporter is bound and its device node answers GET_INFO (the module
+    is loaded here if the image did not load it)."""
+    _, rc = run(shell, "test -c /dev/dmapingpong || modprobe dmapingpong")
+    assert rc == 0, "modprobe dmapingpong failed"
+    out, rc = run(shell, "dmapingpong info")
+    assert rc == 0, "\n".join(out)
+    assert any("pool_size" in line for line in out), "\n".join(out)
+
+
+def test_kunit(shell, option, ktap_items):
+    """Every KUnit suite the environment names ran to its end; each case is
+    a test (their results in debugfs: /sys/kernel/debug/kunit/<suite>/results)."""
+    expected = option("dpp_kunit_suites", "").split()
+    if not expected:
+        pytest.skip("the environment names no KUnit suites (dpp_kunit_suites: debug kernels)")
+    cases = []
+    problems = []
+    for suite in expected:
+        out, rc = run(shell, f"cat /sys/kernel/debug/kunit/{suite}/results")
+        if rc != 0:
+            problems.append(f"{suite}: did not run (no debugfs results)")
+            continue
+        found, suite_ok = dpplab.parse_kunit_results(suite, "\n".join(out))
+        if suite_ok is None:
+            problems.append(f"{suite}: no result line (the suite did not finish)")
+        if not found:
+            problems.append(f"{suite}: no case")
+        for case in found:
+            case.name = f"{suite}.{case.name}"
+        cases += found
+    ktap_items("kunit", cases)
+    assert not problems, "\n".join(problems)
+
+
+def test_selftest(shell, option, ktap_items):
+    """dmapingpong-selftest: a complete KTAP report, each test point a test,
+    and the engine the environment expects in every engine line."""
+    out, rc = run(shell, "RUST_LOG_STYLE=never dmapingpong-selftest 2>/tmp/selftest.log", SELFTEST_TIMEOUT)
+    report = dpplab.parse_ktap(out)
+    ktap_items("selftest", report.cases)
+    problems = dpplab.check_report(report, "dmapingpong-selftest")
+    problems += dpplab.check_engine(dpplab.engine_lines(report), option("dpp_engine"))
+    failed = [c.name for c in report.cases if not c.ok]
+    if (rc == 0) != (not failed):
+        problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
+    if problems:
+        log, _ = run(shell, "tail -n 40 /tmp/selftest.log")
+        problems += ["stderr:"] + log
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("mode", ["explicit", "implicit"])
+def test_pingpong_by_hand(shell, mode):
+    """README "Ping-pong by hand": ping in the background, pong in the
+    foreground; both exit 0 and each verified every byte the other wrote."""
+    buffers, size, rounds = 4, 1048576, 200
+    sock = f"/tmp/dpp-{mode}.sock"
+    out, rc = run(
+        shell,
+        f"rm -f {sock}; "
+        f"dmapingpong ping --socket {sock} --mode {mode} --buffers {buffers} --size {size} --rounds {rounds} "
+        f">/tmp/ping.out 2>&1 & pid=$!; sleep 1; "
+        f"dmapingpong pong --socket {sock} >/tmp/pong.out 2>&1; pong=$?; wait $pid; ping=$?; "
+        f"cat /tmp/ping.out /tmp/pong.out; echo status ping=$ping pong=$pong; [ $ping = 0 ] && [ $pong = 0 ]",
+        timeout=300,
+    )
+    text = "\n".join(out)
+    assert rc == 0, text
+    want = (rounds, rounds * buffers * size)
+    ping = [dpplab.summary_line(line, f"ping {mode}") for line in out]
+    pong = [dpplab.summary_line(line, "pong") for line in out]
+    assert want in ping, f"no 'ping {mode}: ... rounds {want[0]} verified {want[1]} bytes' line:\n{text}"
+    assert want in pong, f"no 'pong: rounds {want[0]} verified {want[1]} bytes' line:\n{text}"
+
+
+def test_robustness(shell, request, ktap_items):
+    """dmapingpong-robustness (--dpp-robustness PROFILE; debug kernels): each
+    class a test, and its figures reported."""
+    profile = request.config.getoption("--dpp-robustness")
+    if not profile:
+        pytest.skip("not asked for (--dpp-robustness ci|full)")
+    only = request.config.getoption("--dpp-robustness-only")
+    cmd = f"RUST_LOG_STYLE=never dmapingpong-robustness --profile {profile}"
+    if only:
+        cmd += f" --only {only}"
+    out, rc = run(shell, f"{cmd} 2>/tmp/robustness.log", ROBUSTNESS_TIMEOUT.get(profile, 5400))
+    report = dpplab.parse_ktap(out)
+    ktap_items("robustness", report.cases)
+    problems = dpplab.check_report(report, "dmapingpong-robustness")
+    figures = [d for c in report.cases for d in c.diagnostics if d.startswith("figures: ")]
+    figures += [line[2:] for line in out if line.startswith("# figures: ")]
+    if not figures:
+        problems.append("no '# figures:' line")
+    if rc != 0 and all(c.ok for c in report.cases):
+        problems.append(f"exit status {rc} with every test point passed")
+    if problems:
+        log, _ = run(shell, "tail -n 40 /tmp/robustness.log")
+        problems += ["stderr:"] + log
+    assert not problems, "\n".join(problems)
+
+
+def test_kernel_log(shell):
+    """No oops, BUG, WARNING, panic, sanitizer, lockdep, DMA-API or kmemleak
+    report in the kernel log since boot."""
+    out, rc = run(shell, "dmesg")
+    assert rc == 0
+    assert out, "empty kernel log"
+    reports = dpplab.kernel_reports(out)
+    assert not reports, "the kernel reported problems:\n" + "\n".join(reports)
+
+
+def test_poweroff(strategy, shell):
+    """A clean power-off: init stops the services (the module is unloaded),
+    the kernel powers down (on QEMU: QEMU exits with status 0 by itself), and
+    the console shows no kernel report on the way."""
+    run(shell, "dmesg -n 8")
+    clean, console = strategy.poweroff()
+    reports = dpplab.kernel_reports(console.splitlines())
+    assert not reports, "the kernel reported problems at power-off:\n" + "\n".join(reports)
+    assert clean, "no clean power-off ('reboot: Power down', QEMU exit status 0):\n" + console[-2000:]
