@@ -19,6 +19,8 @@ class KtapCase(pytest.Item):
         super().__init__(**kwargs)
         self.case = case
         self.source = source
+        # No fixtures (labgrid's hooks look at every item's).
+        self.fixturenames = ()
 
     def runtest(self):
         if self.case.skip:
@@ -89,6 +91,14 @@ def pytest_addoption(parser):
         default="",
         metavar="PROFILE",
         help="also run dmapingpong-robustness with this profile (ci, full); debug kernels only",
+    )
+    parser.addoption(
+        "--dpp-plant",
+        action="append",
+        default=[],
+        choices=["selftest-case", "kernel-report"],
+        help="plant a fault the suite must catch (scripts/test: lab-planted-faults): "
+        "selftest-case, a self-test whose device is /dev/null; kernel-report, a WARNING line in the kernel log",
     )
     parser.addoption(
         "--dpp-robustness-only",

@@ -26,9 +26,12 @@ def run(shell, cmd, timeout=60):
     return out, rc
 
 
-def test_driver(shell):
+def test_driver(shell, request):
     """The exporter is bound and its device node answers GET_INFO (the module
     is loaded here if the image did not load it)."""
+    if "kernel-report" in request.config.getoption("--dpp-plant"):
+        # Planted: a kernel log line that test_kernel_log must report.
+        run(shell, "echo '<4>WARNING: planted by --dpp-plant kernel-report' >/dev/kmsg")
     _, rc = run(shell, "test -c /dev/dmapingpong || modprobe dmapingpong")
     assert rc == 0, "modprobe dmapingpong failed"
     out, rc = run(shell, "dmapingpong info")
@@ -61,10 +64,15 @@ def test_kunit(shell, option, ktap_items):
     assert not problems, "\n".join(problems)
 
 
-def test_selftest(shell, option, ktap_items):
+def test_selftest(shell, option, ktap_items, request):
     """dmapingpong-selftest: a complete KTAP report, each test point a test,
     and the engine the environment expects in every engine line."""
-    out, rc = run(shell, "RUST_LOG_STYLE=never dmapingpong-selftest 2>/tmp/selftest.log", SELFTEST_TIMEOUT)
+    cmd = "RUST_LOG_STYLE=never dmapingpong-selftest"
+    if "selftest-case" in request.config.getoption("--dpp-plant"):
+        # Planted: the self-test's device is /dev/null, so its test points fail.
+        run(shell, "echo 'device = \"/dev/null\"' >/tmp/planted.toml")
+        cmd += " --config /tmp/planted.toml"
+    out, rc = run(shell, f"{cmd} 2>/tmp/selftest.log", SELFTEST_TIMEOUT)
     report = dpplab.parse_ktap(out)
     ktap_items("selftest", report.cases)
     problems = dpplab.check_report(report, "dmapingpong-selftest")
