@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 RESULT = re.compile(r"^(?P<indent>\s*)(?P<not>not )?ok (?P<num>\d+) (?P<name>[^#]*?)\s*(?:#\s*(?P<directive>.*))?$")
 PLAN = re.compile(r"^\s*1\.\.(?P<n>\d+)\s*$")
 
-# What a kernel prints when something went wrong: oopses, BUG/WARN splats,
-# panics, sanitizer (KASAN, UBSAN, KFENCE), lockdep and kmemleak reports, and
-# the DMA-API debug checks (Documentation/core-api/dma-api.rst, "DMA-API:").
+# What a kernel prints when something went wrong: oopses, BUG/WARN splats
+# (the DMA-API debug checks of Documentation/core-api/dma-api.rst report
+# with WARN: "WARNING: ... kernel/dma/debug.c"; their plain "DMA-API: "
+# lines are not reports), panics, sanitizer (KASAN, UBSAN, KFENCE), lockdep
+# and kmemleak reports, RCU stalls and hung tasks.
 KERNEL_REPORT = re.compile(
     r"Oops|BUG[: ]|WARNING:|Kernel panic|Call trace:|Unable to handle kernel|"
     r"KASAN|UBSAN|KFENCE|suspected memory leak|possible circular locking|"
-    r"inconsistent lock state|possible recursive locking|DMA-API: |"
-    r"rcu: INFO: rcu_.* detected stalls|hung_task|soft lockup"
+    r"inconsistent lock state|possible recursive locking|"
+    r"rcu: INFO: rcu_.* detected stalls|blocked for more than \d+ seconds"
 )
 
 
@@ -125,38 +127,84 @@ def check_engine(lines, expected):
     return problems
 
 
-def parse_kunit_results(suite, text):
-    """The cases of one KUnit suite from its debugfs results file.
+SUBTEST = re.compile(r"^(?P<indent>\s+)# Subtest: (?P<suite>\S+)")
 
-    The file holds the suite's KTAP (its own "# Subtest:", plan and cases,
-    indented one level) and the suite's own result line at the top level.
-    Returns (cases, suite_ok): suite_ok is None if the suite has no result
-    line (it did not finish).
+
+def parse_kunit(lines):
+    """The KUnit suites of a KTAP report: {suite: (cases, suite_ok)}.
+
+    Each suite opens with "# Subtest: <suite>", indented; its cases are the
+    result lines at that indentation, its own result the line at a smaller
+    one with its name (suite_ok is None if that line is missing: the suite
+    did not finish). Deeper lines (parameterised cases) belong to their
+    case. Works on the console (printk time stamps stripped) and on the
+    debugfs results file of one suite.
     """
-    cases = []
-    suite_ok = None
+    suites = {}
+    suite = None
+    level = None
     pending = []
-    for raw in text.splitlines():
+    for raw in lines:
         line = raw.rstrip()
+        m = SUBTEST.match(line)
+        if m:
+            suite, level, pending = m["suite"], len(m["indent"]), []
+            suites.setdefault(suite, ([], None))
+            continue
+        if suite is None:
+            continue
         m = RESULT.match(line)
-        if m and m["indent"]:
+        if m and len(m["indent"]) == level:
             directive = (m["directive"] or "").strip()
             skip = directive.upper().startswith("SKIP")
-            cases.append(
-                Case(
-                    m["name"].strip(),
-                    ok=not m["not"],
-                    skip=skip,
-                    reason=directive[4:].strip() if skip else directive,
-                    diagnostics=pending,
-                )
+            reason = directive[4:].strip() if skip else directive
+            suites[suite][0].append(
+                Case(m["name"].strip(), ok=not m["not"], skip=skip, reason=reason, diagnostics=pending)
             )
             pending = []
-        elif m and m["name"].strip() == suite:
-            suite_ok = not m["not"]
-        elif line.strip().startswith("# ") and not line.strip().startswith("# Subtest:"):
-            pending.append(line.strip()[2:])
-    return cases, suite_ok
+        elif m and len(m["indent"]) < level and m["name"].strip() == suite:
+            suites[suite] = (suites[suite][0], not m["not"])
+            suite = None
+        elif line[:level].strip() == "" and line[level:].startswith("# "):
+            pending.append(line[level + 2 :])
+    return suites
+
+
+TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
+
+
+def check_console(lines, engine, kunit_suites):
+    """What scripts/run-qemu checks on a console log: kernel reports, the
+    engine lines, and (debug kernels) the KUnit suites. Returns (passed,
+    failed, problems, notes): the KTAP results of user space (top-level "ok"
+    and "not ok" lines without a time stamp) plus the KUnit cases."""
+    lines = [line.rstrip("\r\n") for line in lines]
+    user = [line for line in lines if not TIMESTAMP.match(line)]
+    passed = sum(1 for line in user if re.match(r"^ok \d+ ", line))
+    failed = sum(1 for line in user if re.match(r"^not ok \d+ ", line))
+    problems = [f"the kernel reported: {r}" for r in kernel_reports(lines)]
+    engine_found = [line[2:] for line in user if re.match(r"^# (?:[A-Za-z0-9_]+: )?engine: ", line)]
+    problems += check_engine(engine_found, engine)
+    notes = []
+    if kunit_suites:
+        suites = parse_kunit(TIMESTAMP.sub("", line) for line in lines)
+        for name in kunit_suites:
+            if name not in suites:
+                problems.append(f"KUnit: suite {name} did not run")
+            elif suites[name][1] is None:
+                problems.append(f"KUnit: suite {name} did not finish")
+        cases = [(name, c) for name, (found, _) in suites.items() for c in found]
+        kskipped = sum(1 for _, c in cases if c.skip)
+        kfailed = [f"{name}.{c.name}" for name, c in cases if not c.ok]
+        problems += [f"KUnit: not ok {c}" for c in kfailed]
+        notes.append(
+            f"kunit: {len(suites)} suites, {len(cases) - kskipped - len(kfailed)} passed, "
+            f"{len(kfailed)} failed, {kskipped} skipped"
+        )
+        notes += [f"  {name}: {len(found)} cases" for name, (found, _) in sorted(suites.items())]
+        passed += len(cases) - kskipped - len(kfailed)
+        failed += len(kfailed)
+    return passed, failed, problems, notes
 
 
 def kernel_reports(lines):
@@ -169,3 +217,32 @@ def summary_line(line, prefix):
     B bytes ..." -> (rounds, bytes), or None."""
     m = re.search(rf"{re.escape(prefix)}\b.*\brounds (\d+) verified (\d+) bytes", line)
     return (int(m[1]), int(m[2])) if m else None
+
+
+def main(argv):
+    """dpplab.py console LOG --engine dma|cpu [--kunit "SUITE ..."]: the
+    checks of check_console on a console log (scripts/run-qemu); problems
+    and notes on stderr, then "N passed, N failed"; exit status 1 if
+    anything is wrong."""
+    import argparse  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    ap = argparse.ArgumentParser(prog="dpplab.py")
+    sub = ap.add_subparsers(dest="command", required=True)
+    console = sub.add_parser("console", help="check a console log of scripts/run-qemu")
+    console.add_argument("log")
+    console.add_argument("--engine", required=True, choices=["dma", "cpu"])
+    console.add_argument("--kunit", default="", help="the KUnit suites that must have run, separated by spaces")
+    args = ap.parse_args(argv)
+    with open(args.log, encoding="utf-8", errors="replace") as f:
+        passed, failed, problems, notes = check_console(f, args.engine, args.kunit.split())
+    for note in notes:
+        print(f"# {note}", file=sys.stderr)
+    for problem in problems:
+        print(f"[dmapingpong] {problem}", file=sys.stderr)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if problems or failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(__import__("sys").argv[1:]))

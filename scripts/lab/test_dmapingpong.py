@@ -40,23 +40,23 @@ def test_driver(shell, request):
 
 
 def test_kunit(shell, option, ktap_items):
-    """Every KUnit suite the environment names ran to its end; each case is
-    a test (their results in debugfs: /sys/kernel/debug/kunit/<suite>/results)."""
+    """The KUnit suites the kernel ran at boot (/sys/kernel/debug/kunit/<suite>/results,
+    CONFIG_KUNIT_DEBUGFS): each case of each suite is a test; every suite the
+    environment names (dpp_kunit_suites) ran to its end."""
     expected = option("dpp_kunit_suites", "").split()
     if not expected:
         pytest.skip("the environment names no KUnit suites (dpp_kunit_suites: debug kernels)")
+    listed, rc = run(shell, "ls /sys/kernel/debug/kunit")
+    assert rc == 0, "no /sys/kernel/debug/kunit (CONFIG_KUNIT_DEBUGFS)"
     cases = []
     problems = []
-    for suite in expected:
+    for suite in sorted(set(listed) | set(expected)):
         out, rc = run(shell, f"cat /sys/kernel/debug/kunit/{suite}/results")
-        if rc != 0:
-            problems.append(f"{suite}: did not run (no debugfs results)")
-            continue
-        found, suite_ok = dpplab.parse_kunit_results(suite, "\n".join(out))
-        if suite_ok is None:
+        found, suite_ok = dpplab.parse_kunit(out).get(suite, ([], None))
+        if rc != 0 or not found:
+            problems.append(f"{suite}: did not run (no results)")
+        elif suite_ok is None:
             problems.append(f"{suite}: no result line (the suite did not finish)")
-        if not found:
-            problems.append(f"{suite}: no case")
         for case in found:
             case.name = f"{suite}.{case.name}"
         cases += found
@@ -137,8 +137,9 @@ def test_robustness(shell, request, ktap_items):
 
 
 def test_kernel_log(shell):
-    """No oops, BUG, WARNING, panic, sanitizer, lockdep, DMA-API or kmemleak
-    report in the kernel log since boot."""
+    """No oops, BUG, WARNING (the DMA-API debug checks' among them), panic,
+    sanitizer, lockdep, kmemleak, RCU-stall or hung-task report in the
+    kernel log since boot (dpplab.KERNEL_REPORT)."""
     out, rc = run(shell, "dmesg")
     assert rc == 0
     assert out, "empty kernel log"

@@ -69,7 +69,7 @@ not ok 1 rust_dma_fence
 
 
 def test_kunit_results():
-    cases, suite_ok = dpplab.parse_kunit_results("rust_dma_fence", KUNIT)
+    cases, suite_ok = dpplab.parse_kunit(KUNIT.splitlines())["rust_dma_fence"]
     assert suite_ok is False
     assert [(c.name, c.ok, c.skip) for c in cases] == [
         ("signal_in_order", True, False),
@@ -77,7 +77,7 @@ def test_kunit_results():
         ("deadline", True, True),
     ]
     assert cases[1].diagnostics == ["wait_timeout: EXPECTATION FAILED at rust/kernel/dma_fence.rs:10"]
-    unfinished, ok = dpplab.parse_kunit_results("rust_dma_fence", "\n".join(KUNIT.splitlines()[:6]))
+    unfinished, ok = dpplab.parse_kunit(KUNIT.splitlines()[:6])["rust_dma_fence"]
     assert ok is None and len(unfinished) == 1
 
 
@@ -86,10 +86,16 @@ def test_kernel_reports():
         "[    1.0] dmapingpong dmapingpong: pool 32 MiB",
         "[    2.0] WARNING: CPU: 0 PID: 1 at drivers/dma-buf/dma-fence.c:1 dma_fence_signal",
         "[    3.0] BUG: KASAN: slab-use-after-free in dma_buf_release",
-        "[    4.0] DMA-API: dmapingpong: device driver frees DMA memory with wrong function",
+        "[    4.0] WARNING: CPU: 1 PID: 80 at kernel/dma/debug.c:1056 check_unmap+0x5c0/0x8d0",
         "[    5.0] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+        "[    6.0] INFO: task dmapingpong:90 blocked for more than 120 seconds.",
     ]
-    assert dpplab.kernel_reports(log) == log[1:]
+    quiet = [
+        "[    0.1] DMA-API: preallocated 65536 debug entries",
+        "[    0.2] DMA-API: debugging enabled by kernel config",
+        "[    0.3] kfence: initialized - using 2097152 bytes for 255 objects",
+    ]
+    assert dpplab.kernel_reports(quiet + log) == log[1:]
 
 
 def test_summary_line():
@@ -97,3 +103,45 @@ def test_summary_line():
     assert dpplab.summary_line(line, "ping explicit") == (200, 838860800)
     assert dpplab.summary_line("pong: rounds 200 verified 838860800 bytes in 1.5 s", "pong") == (200, 838860800)
     assert dpplab.summary_line(line, "pong") is None
+
+
+CONSOLE = """\
+[    0.500000] KTAP version 1
+[    0.500001] 1..2
+[    0.500002]     KTAP version 1
+[    0.500003]     # Subtest: rust_dma_fence
+[    0.500004]     1..2
+[    0.500005]     ok 1 signal_in_order
+[    0.500006]     ok 2 deadline # SKIP no deadline support
+[    0.500007] ok 1 rust_dma_fence
+[    0.500008]     KTAP version 1
+[    0.500009]     # Subtest: rust_sync_file
+[    0.500010]     1..1
+[    0.500011]     ok 1 merge
+[    0.500012] ok 2 rust_sync_file
+dmapingpong-selftest: starting
+KTAP version 1
+1..2
+ok 1 driver_present
+# device_fill_copy: engine: cpu dma_jobs=0 dma_bytes=0 cpu_jobs=32
+ok 2 device_fill_copy
+dmapingpong-selftest: PASS
+[   18.202088] reboot: Power down
+""".splitlines()
+
+
+def test_check_console():
+    passed, failed, problems, notes = dpplab.check_console(CONSOLE, "cpu", ["rust_dma_fence", "rust_sync_file"])
+    assert (passed, failed, problems) == (4, 0, [])
+    assert notes[0] == "kunit: 2 suites, 2 passed, 0 failed, 1 skipped"
+    _, _, problems, _ = dpplab.check_console(CONSOLE, "dma", ["rust_dma_fence", "rust_dma_buf"])
+    assert problems == [
+        "engine 'cpu', expected 'dma': device_fill_copy: engine: cpu dma_jobs=0 dma_bytes=0 cpu_jobs=32",
+        "KUnit: suite rust_dma_buf did not run",
+    ]
+    broken = CONSOLE[:5] + ["[    0.6] WARNING: CPU: 0 PID: 1 at x"] + CONSOLE[5:7] + CONSOLE[13:]
+    passed, failed, problems, _ = dpplab.check_console(broken, "cpu", ["rust_dma_fence"])
+    assert problems == [
+        "the kernel reported: [    0.6] WARNING: CPU: 0 PID: 1 at x",
+        "KUnit: suite rust_dma_fence did not finish",
+    ]
