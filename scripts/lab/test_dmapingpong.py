@@ -46,7 +46,7 @@ def test_kunit(shell, option, ktap_items):
     expected = option("dpp_kunit_suites", "").split()
     if not expected:
         pytest.skip("the environment names no KUnit suites (dpp_kunit_suites: debug kernels)")
-    listed, rc = run(shell, "ls /sys/kernel/debug/kunit")
+    listed, rc = run(shell, "ls -1 /sys/kernel/debug/kunit")
     assert rc == 0, "no /sys/kernel/debug/kunit (CONFIG_KUNIT_DEBUGFS)"
     cases = []
     problems = []
