@@ -22,7 +22,7 @@ PLAN = re.compile(r"^\s*1\.\.(?P<n>\d+)\s*$")
 # lines are not reports), panics, sanitizer (KASAN, UBSAN, KFENCE), lockdep
 # and kmemleak reports, RCU stalls and hung tasks.
 KERNEL_REPORT = re.compile(
-    r"Oops|BUG[: ]|WARNING:|Kernel panic|Call trace:|Unable to handle kernel|"
+    r"Oops|\bBUG[: ]|WARNING:|Kernel panic|Call trace:|Unable to handle kernel|"
     r"KASAN|UBSAN|KFENCE|suspected memory leak|possible circular locking|"
     r"inconsistent lock state|possible recursive locking|"
     r"rcu: INFO: rcu_.* detected stalls|blocked for more than \d+ seconds"
@@ -130,15 +130,24 @@ def check_engine(lines, expected):
 SUBTEST = re.compile(r"^(?P<indent>\s+)# Subtest: (?P<suite>\S+)")
 
 
-def parse_kunit(lines):
-    """The KUnit suites of a KTAP report: {suite: (cases, suite_ok)}.
+@dataclass
+class Suite:
+    """A KUnit suite of a KTAP report: its plan, its cases, its own result
+    (None: no result line, the suite did not finish)."""
 
-    Each suite opens with "# Subtest: <suite>", indented; its cases are the
-    result lines at that indentation, its own result the line at a smaller
-    one with its name (suite_ok is None if that line is missing: the suite
-    did not finish). Deeper lines (parameterised cases) belong to their
-    case. Works on the console (printk time stamps stripped) and on the
-    debugfs results file of one suite.
+    planned: int | None = None
+    cases: list = field(default_factory=list)
+    ok: bool | None = None
+
+
+def parse_kunit(lines):
+    """The KUnit suites of a KTAP report: {name: Suite}.
+
+    Each suite opens with "# Subtest: <suite>", indented; its plan and its
+    cases are the lines at that indentation, its own result the line at a
+    smaller one with its name. Deeper lines (parameterised cases) belong to
+    their case. Works on the console (printk time stamps stripped) and on
+    the debugfs results file of one suite.
     """
     suites = {}
     suite = None
@@ -149,25 +158,42 @@ def parse_kunit(lines):
         m = SUBTEST.match(line)
         if m:
             suite, level, pending = m["suite"], len(m["indent"]), []
-            suites.setdefault(suite, ([], None))
+            suites.setdefault(suite, Suite())
             continue
         if suite is None:
             continue
         m = RESULT.match(line)
-        if m and len(m["indent"]) == level:
+        p = PLAN.match(line)
+        if p and len(line) - len(line.lstrip()) == level and suites[suite].planned is None:
+            suites[suite].planned = int(p["n"])
+        elif m and len(m["indent"]) == level:
             directive = (m["directive"] or "").strip()
             skip = directive.upper().startswith("SKIP")
             reason = directive[4:].strip() if skip else directive
-            suites[suite][0].append(
+            suites[suite].cases.append(
                 Case(m["name"].strip(), ok=not m["not"], skip=skip, reason=reason, diagnostics=pending)
             )
             pending = []
         elif m and len(m["indent"]) < level and m["name"].strip() == suite:
-            suites[suite] = (suites[suite][0], not m["not"])
+            suites[suite].ok = not m["not"]
             suite = None
         elif line[:level].strip() == "" and line[level:].startswith("# "):
             pending.append(line[level + 2 :])
     return suites
+
+
+def check_kunit_suite(name, suite):
+    """The problems of one KUnit suite: no result line (it did not finish),
+    a plan its cases do not match, "not ok" with every case passed (a
+    failure outside the cases: init, exit)."""
+    if suite.ok is None:
+        return [f"KUnit: suite {name} did not finish"]
+    problems = []
+    if suite.planned is not None and suite.planned != len(suite.cases):
+        problems.append(f"KUnit: suite {name} planned {suite.planned} cases, reported {len(suite.cases)}")
+    if not suite.ok and all(c.ok for c in suite.cases):
+        problems.append(f"KUnit: suite {name} not ok, with no failed case")
+    return problems
 
 
 TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
@@ -188,12 +214,10 @@ def check_console(lines, engine, kunit_suites):
     notes = []
     if kunit_suites:
         suites = parse_kunit(TIMESTAMP.sub("", line) for line in lines)
-        for name in kunit_suites:
-            if name not in suites:
-                problems.append(f"KUnit: suite {name} did not run")
-            elif suites[name][1] is None:
-                problems.append(f"KUnit: suite {name} did not finish")
-        cases = [(name, c) for name, (found, _) in suites.items() for c in found]
+        problems += [f"KUnit: suite {name} did not run" for name in kunit_suites if name not in suites]
+        for name, suite in suites.items():
+            problems += check_kunit_suite(name, suite)
+        cases = [(name, c) for name, suite in suites.items() for c in suite.cases]
         kskipped = sum(1 for _, c in cases if c.skip)
         kfailed = [f"{name}.{c.name}" for name, c in cases if not c.ok]
         problems += [f"KUnit: not ok {c}" for c in kfailed]
@@ -201,7 +225,7 @@ def check_console(lines, engine, kunit_suites):
             f"kunit: {len(suites)} suites, {len(cases) - kskipped - len(kfailed)} passed, "
             f"{len(kfailed)} failed, {kskipped} skipped"
         )
-        notes += [f"  {name}: {len(found)} cases" for name, (found, _) in sorted(suites.items())]
+        notes += [f"  {name}: {len(suite.cases)} cases" for name, suite in sorted(suites.items())]
         passed += len(cases) - kskipped - len(kfailed)
         failed += len(kfailed)
     return passed, failed, problems, notes

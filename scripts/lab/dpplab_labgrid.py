@@ -12,7 +12,7 @@ import enum
 import subprocess
 
 import attr
-from pexpect import TIMEOUT
+from pexpect import EOF, TIMEOUT
 
 from labgrid.driver import QEMUDriver
 from labgrid.driver.usbstoragedriver import Mode
@@ -43,6 +43,15 @@ class DmapingpongQEMUDriver(QEMUDriver):
         if self.initrd is not None:
             cmd += ["-initrd", self.target.env.config.get_image_path(self.initrd)]
         return cmd
+
+    def _read(self, size=1, timeout=10, max_size=None):
+        # A QEMU that exited (a panic with panic=-1 and -no-reboot, a crash)
+        # closes the console socket: end of file, not data nor a timeout,
+        # so that the test waiting on the console fails at once.
+        data = super()._read(size=size, timeout=timeout, max_size=max_size)
+        if not data:
+            raise EOF(f"QEMU exited (status {self._child.poll() if self._child else 'unknown'})")
+        return data
 
     def wait_exit(self, timeout):
         if not self.status:
@@ -79,7 +88,7 @@ class DmapingpongStrategy(Strategy):
         "storage": {"USBStorageDriver", None},
     }
 
-    status = attr.ib(default=Status.unknown)
+    status = attr.ib(default=Status.unknown, init=False)
 
     def _flash(self):
         if self.sdmux is None or self.storage is None:
@@ -115,24 +124,29 @@ class DmapingpongStrategy(Strategy):
     @step()
     def poweroff(self, timeout=120):
         """The guest powers itself off ("poweroff" in the shell: init stops
-        the services, which unload the module). Returns (clean, console):
-        clean if the kernel reached "reboot: Power down" and, on QEMU, QEMU
-        exited with status 0 by itself; console, what the console printed on
-        the way. The power switch is turned off either way."""
+        the services). Returns (clean, console): clean if the kernel reached
+        "reboot: Power down" and, on QEMU, QEMU exited with status 0 by
+        itself; console, what the console printed on the way (the kernel's
+        messages too: the console log level is raised first). The power
+        switch is turned off and the state is off, whatever happens."""
         if self.status != Status.shell:
             raise StrategyError("poweroff needs the shell state")
-        self.target.deactivate(self.shell)
-        self.console.sendline("poweroff")
+        clean = False
+        console = ""
         try:
+            self.shell.run("dmesg -n 8")
+            self.target.deactivate(self.shell)
+            self.console.sendline("poweroff")
             _, before, match, _ = self.console.expect("reboot: Power down", timeout=timeout)
             console = (before + match.group(0)).decode("utf-8", "replace")
             clean = True
-        except TIMEOUT as e:
-            console = str(e)
-            clean = False
-        wait_exit = getattr(self.power, "wait_exit", None)
-        if wait_exit is not None:
-            clean = wait_exit(timeout=30) == 0 and clean
-        self.power.off()
-        self.status = Status.off
+            wait_exit = getattr(self.power, "wait_exit", None)
+            if wait_exit is not None:
+                clean = wait_exit(timeout=30) == 0
+        except (TIMEOUT, EOF, OSError) as e:
+            console = f"{e}"
+        finally:
+            self.target.deactivate(self.shell)
+            self.power.off()
+            self.status = Status.off
         return clean, console

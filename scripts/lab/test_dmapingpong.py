@@ -22,16 +22,27 @@ ROBUSTNESS_TIMEOUT = {"ci": 1200, "full": 5400}
 
 def run(shell, cmd, timeout=60):
     """Runs cmd in the target's shell: (output lines, exit status)."""
-    out, _, rc = shell.run(cmd, timeout=timeout)
+    out, _, rc = shell.run(cmd, timeout=timeout, decodeerrors="replace")
     return out, rc
 
 
 def test_driver(shell, request):
     """The exporter is bound and its device node answers GET_INFO (the module
-    is loaded here if the image did not load it)."""
+    is loaded here if the image did not load it). Where the image ran its
+    boot-time self-test (images of the Yocto layer and Buildroot, unless the
+    kernel command line has dmapingpong.selftest=off), it finished and
+    passed: the tests do not share the device with it."""
     if "kernel-report" in request.config.getoption("--dpp-plant"):
         # Planted: a kernel log line that test_kernel_log must report.
         run(shell, "echo '<4>WARNING: planted by --dpp-plant kernel-report' >/dev/kmsg")
+    out, rc = run(
+        shell,
+        "grep -qwF dmapingpong.selftest=off /proc/cmdline && echo off && exit 0; "
+        f"i=0; while [ ! -s /run/dmapingpong-selftest.result ] && [ $i -lt {SELFTEST_TIMEOUT} ]; do "
+        "sleep 1; i=$((i + 1)); done; cat /run/dmapingpong-selftest.result",
+        SELFTEST_TIMEOUT + 30,
+    )
+    assert rc == 0 and out and out[-1] in ("off", "PASS"), f"the boot-time self-test: {out}"
     _, rc = run(shell, "test -c /dev/dmapingpong || modprobe dmapingpong")
     assert rc == 0, "modprobe dmapingpong failed"
     out, rc = run(shell, "dmapingpong info")
@@ -52,14 +63,14 @@ def test_kunit(shell, option, ktap_items):
     problems = []
     for suite in sorted(set(listed) | set(expected)):
         out, rc = run(shell, f"cat /sys/kernel/debug/kunit/{suite}/results")
-        found, suite_ok = dpplab.parse_kunit(out).get(suite, ([], None))
-        if rc != 0 or not found:
+        found = dpplab.parse_kunit(out).get(suite)
+        if rc != 0 or found is None or not found.cases:
             problems.append(f"{suite}: did not run (no results)")
-        elif suite_ok is None:
-            problems.append(f"{suite}: no result line (the suite did not finish)")
-        for case in found:
+            continue
+        problems += dpplab.check_kunit_suite(suite, found)
+        for case in found.cases:
             case.name = f"{suite}.{case.name}"
-        cases += found
+        cases += found.cases
     ktap_items("kunit", cases)
     assert not problems, "\n".join(problems)
 
@@ -92,11 +103,13 @@ def test_pingpong_by_hand(shell, mode):
     foreground; both exit 0 and each verified every byte the other wrote."""
     buffers, size, rounds = 4, 1048576, 200
     sock = f"/tmp/dpp-{mode}.sock"
+    # pong connects once: it starts when ping's socket is there (10 s at most).
     out, rc = run(
         shell,
         f"rm -f {sock}; "
         f"dmapingpong ping --socket {sock} --mode {mode} --buffers {buffers} --size {size} --rounds {rounds} "
-        f">/tmp/ping.out 2>&1 & pid=$!; sleep 1; "
+        f">/tmp/ping.out 2>&1 & pid=$!; "
+        f"i=0; while [ ! -S {sock} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
         f"dmapingpong pong --socket {sock} >/tmp/pong.out 2>&1; pong=$?; wait $pid; ping=$?; "
         f"cat /tmp/ping.out /tmp/pong.out; echo status ping=$ping pong=$pong; [ $ping = 0 ] && [ $pong = 0 ]",
         timeout=300,
@@ -148,10 +161,12 @@ def test_kernel_log(shell):
 
 
 def test_poweroff(strategy, shell):
-    """A clean power-off: init stops the services (the module is unloaded),
+    """The module unloads (nothing of it left: no file, buffer or fence of the
+    tests outlived them), then a clean power-off: init stops the services,
     the kernel powers down (on QEMU: QEMU exits with status 0 by itself), and
     the console shows no kernel report on the way."""
-    run(shell, "dmesg -n 8")
+    out, rc = run(shell, "modprobe -r dmapingpong && ! test -e /sys/module/dmapingpong && ! test -e /dev/dmapingpong")
+    assert rc == 0, "the module did not unload:\n" + "\n".join(out)
     clean, console = strategy.poweroff()
     reports = dpplab.kernel_reports(console.splitlines())
     assert not reports, "the kernel reported problems at power-off:\n" + "\n".join(reports)

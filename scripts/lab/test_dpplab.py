@@ -69,16 +69,26 @@ not ok 1 rust_dma_fence
 
 
 def test_kunit_results():
-    cases, suite_ok = dpplab.parse_kunit(KUNIT.splitlines())["rust_dma_fence"]
-    assert suite_ok is False
+    suite = dpplab.parse_kunit(KUNIT.splitlines())["rust_dma_fence"]
+    cases = suite.cases
+    assert (suite.ok, suite.planned) == (False, 3)
+    assert dpplab.check_kunit_suite("s", suite) == []
     assert [(c.name, c.ok, c.skip) for c in cases] == [
         ("signal_in_order", True, False),
         ("wait_timeout", False, False),
         ("deadline", True, True),
     ]
     assert cases[1].diagnostics == ["wait_timeout: EXPECTATION FAILED at rust/kernel/dma_fence.rs:10"]
-    unfinished, ok = dpplab.parse_kunit(KUNIT.splitlines()[:6])["rust_dma_fence"]
-    assert ok is None and len(unfinished) == 1
+    unfinished = dpplab.parse_kunit(KUNIT.splitlines()[:6])["rust_dma_fence"]
+    assert unfinished.ok is None and len(unfinished.cases) == 1
+    assert dpplab.check_kunit_suite("s", unfinished) == ["KUnit: suite s did not finish"]
+    short = dpplab.parse_kunit(KUNIT.splitlines()[:6] + KUNIT.splitlines()[9:])["rust_dma_fence"]
+    assert dpplab.check_kunit_suite("s", short) == [
+        "KUnit: suite s planned 3 cases, reported 1",
+        "KUnit: suite s not ok, with no failed case",
+    ]
+    init_failed = dpplab.parse_kunit(KUNIT.replace("not ok 2", "ok 2").splitlines())["rust_dma_fence"]
+    assert dpplab.check_kunit_suite("s", init_failed) == ["KUnit: suite s not ok, with no failed case"]
 
 
 def test_kernel_reports():
@@ -94,6 +104,7 @@ def test_kernel_reports():
         "[    0.1] DMA-API: preallocated 65536 debug entries",
         "[    0.2] DMA-API: debugging enabled by kernel config",
         "[    0.3] kfence: initialized - using 2097152 bytes for 255 objects",
+        "[    0.4] dmapingpong: DEBUG: pool ready",
     ]
     assert dpplab.kernel_reports(quiet + log) == log[1:]
 
