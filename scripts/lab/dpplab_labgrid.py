@@ -53,6 +53,15 @@ class DmapingpongQEMUDriver(QEMUDriver):
             raise EOF(f"QEMU exited (status {self._child.poll() if self._child else 'unknown'})")
         return data
 
+    def off(self):
+        # QEMU that already exited (killed, crashed) has no monitor to quit.
+        if self.status and self._child.poll() is not None:
+            self._child.communicate()
+            self._child = None
+            self.status = 0
+            return
+        super().off()
+
     def wait_exit(self, timeout):
         if not self.status:
             raise StrategyError("QEMU is not running")
