@@ -250,18 +250,26 @@ dpp_layer_venv() {
 }
 
 # The virtual environment of the lab tests (labgrid, pytest, voluptuous:
-# scripts/lab/requirements.txt, hashes checked) inside the build chroot,
-# under the cache and keyed by that file; made on first use. Prints its path
-# inside the chroot.
-dpp_lab_venv() {
-	local venv
-	venv=$DPP_CH_CACHE/lab-venv-$(dpp_hash "$DPP_TOP/scripts/lab/requirements.txt")
-	dpp_in_chroot env VENV="$venv" PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt bash -euc '
-		[ -e "$VENV/.complete" ] && exit 0
+# scripts/lab/requirements.txt, hashes checked), under the cache and keyed
+# by that file; made on first use. Inside the build chroot (its path there
+# is printed), or with "host" with this machine's Python 3 (a lab host:
+# scripts/lab-test --env).
+dpp_lab_venv() { # [host]
+	local key make venv
+	key=$(dpp_hash "$DPP_TOP/scripts/lab/requirements.txt")
+	# shellcheck disable=SC2016 # expanded by the shell that runs it
+	make='[ -e "$VENV/.complete" ] && exit 0
 		rm -rf "$VENV"
 		python3 -m venv "$VENV"
-		"$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r /src/scripts/lab/requirements.txt
-		touch "$VENV/.complete"
-	' >&2
+		"$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$REQ"
+		touch "$VENV/.complete"'
+	if [ "${1:-}" = host ]; then
+		venv=$DPP_CACHE/lab-venv-host-$key
+		VENV=$venv REQ=$DPP_TOP/scripts/lab/requirements.txt bash -euc "$make" >&2
+	else
+		venv=$DPP_CH_CACHE/lab-venv-$key
+		dpp_in_chroot env VENV="$venv" REQ="$DPP_CH_SRC/scripts/lab/requirements.txt" \
+			PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt bash -euc "$make" >&2
+	fi
 	echo "$venv"
 }
