@@ -100,15 +100,15 @@ dpp_driver_key() {
 
 # The kernel config fragments of a machine, in merge order: dmapingpong.cfg,
 # the machine's, then debug.cfg for the debug kernel (debug = 1). Every QEMU
-# machine boots the same kernel (virt.cfg + versal.cfg): the same fragments,
-# so the same hash and build directory, built once. rpi4 (merged onto the
+# machine boots the same kernel (virt.cfg + versal.cfg + interop.cfg): the
+# same fragments, so the same hash and build directory, built once. rpi4 (merged onto the
 # arm64 defconfig) is only configured, by scripts/test. One path per line,
 # below TOP (the checkout, or $DPP_CH_SRC inside the build chroot); fails for
 # an unknown machine.
 dpp_kernel_fragments() { # top machine debug
 	local top=$1 name names
 	case $2 in
-	virt | versal) names=(dmapingpong virt versal) ;;
+	virt | versal) names=(dmapingpong virt versal interop) ;;
 	rpi4) names=(dmapingpong rpi4) ;;
 	*) return 1 ;;
 	esac

@@ -38,6 +38,7 @@ mod driver;
 mod engine;
 mod fence;
 mod file;
+mod import;
 mod job;
 mod pool;
 

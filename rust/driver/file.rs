@@ -21,6 +21,7 @@ use crate::{
         UserFences, //
         USER_FENCE_MAX_DEADLINE_MS,
     },
+    import::JobBuffer,
     job::{
         DmaJob,
         Job,
@@ -373,8 +374,9 @@ impl DmaPingPongFile {
         Ok(0)
     }
 
-    /// Returns the dma-buf behind `fd` and its buffer, which must belong to this device.
-    pub(crate) fn job_buffer(&self, fd: i32, what: &str) -> Result<(ARef<DmaBuf>, Arc<Buffer>)> {
+    /// Returns the buffer behind the dma-buf `fd`: one of this device's, or another exporter's
+    /// that the job imports.
+    pub(crate) fn job_buffer(&self, fd: i32, what: &str) -> Result<JobBuffer> {
         let pool = &self.pool;
         let dmabuf = DmaBuf::get(fd).map_err(|err| {
             if err == EBADF {
@@ -383,8 +385,7 @@ impl DmaPingPongFile {
                 pool.invalid(fmt!("SUBMIT_JOB: {what} fd {fd} is not a dma-buf"))
             }
         })?;
-        let buffer = self.own_buffer(&dmabuf, fmt!("SUBMIT_JOB: {what}"))?;
-        Ok((dmabuf, buffer))
+        Ok(JobBuffer::new(pool, dmabuf))
     }
 
     pub(crate) fn submit_job(&self, arg: usize) -> Result<isize> {
@@ -415,10 +416,10 @@ impl DmaPingPongFile {
             )));
         }
         // `req.size` bytes at `offset` lie in `buffer` (the job's `what`).
-        let check_range = |offset: u64, buffer: &Buffer, what: &str| {
+        let check_range = |offset: u64, buffer: &JobBuffer, what: &str| {
             let fits = offset
                 .checked_add(req.size)
-                .is_some_and(|end| end <= buffer.mem.size() as u64);
+                .is_some_and(|end| end <= buffer.size() as u64);
             if fits {
                 return Ok(());
             }
@@ -427,22 +428,22 @@ impl DmaPingPongFile {
                 req.size,
                 offset,
                 what,
-                buffer.mem.size()
+                buffer.size()
             )))
         };
-        let (dst_buf, dst) = self.job_buffer(req.dst_fd, "destination")?;
+        let mut dst = self.job_buffer(req.dst_fd, "destination")?;
         check_range(req.dst_offset, &dst, "destination")?;
-        let src = match op {
+        let mut src = match op {
             Op::Fill(_) => None,
             Op::Copy => {
-                let (src_buf, src) = self.job_buffer(req.src_fd, "source")?;
+                let src = self.job_buffer(req.src_fd, "source")?;
                 check_range(req.src_offset, &src, "source")?;
                 let overlap = req.src_offset < req.dst_offset + req.size
                     && req.dst_offset < req.src_offset + req.size;
-                if Arc::ptr_eq(&src, &dst) && overlap {
+                if src.same(&dst) && overlap {
                     return Err(pool.invalid(fmt!("SUBMIT_JOB: source and destination overlap")));
                 }
-                Some((src_buf, src))
+                Some(src)
             }
         };
         let mut in_fences = KVec::new();
@@ -467,7 +468,14 @@ impl DmaPingPongFile {
             engine: abi::DPP_ENGINE_CPU,
         };
         let dma = match target {
-            None => None,
+            None => {
+                // The CPU worker: other exporters' buffers mapped into the kernel now.
+                dst.prepare_cpu(pool, "destination")?;
+                if let Some(src) = src.as_mut() {
+                    src.prepare_cpu(pool, "source")?;
+                }
+                None
+            }
             Some(target)
                 if (req.size | req.dst_offset | req.src_offset) % target.align as u64 != 0 =>
             {
@@ -478,17 +486,19 @@ impl DmaPingPongFile {
             }
             Some(target) => {
                 spec.engine = abi::DPP_ENGINE_DMA;
-                let src = src.as_ref().map(|(dmabuf, buffer)| (&**dmabuf, buffer));
-                Some(DmaJob::prepare(&target, &spec, (&dst_buf, &dst), src)?)
+                Some(DmaJob::prepare(pool, &target, &spec, &dst, src.as_ref())?)
             }
         };
         // The callbacks: the in-fences, the two implicit dependencies, the previous DMA job.
         let deps = KVec::with_capacity(in_fences.len() + 3, GFP_KERNEL)?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(kernel::bindings::O_CLOEXEC)?;
         let _submitting = self.submit_lock.lock();
+        // The dma-bufs, for the reservations (the job's data holds them too).
+        let dst_buf = dst.dmabuf.clone();
+        let src_buf = src.as_ref().map(|src| src.dmabuf.clone());
         let data = JobData {
             dst,
-            src: src.as_ref().map(|(_, buffer)| buffer.clone()),
+            src,
             dma,
             deps,
         };
@@ -526,7 +536,7 @@ impl DmaPingPongFile {
             &job,
             &req,
             &dst_buf,
-            src.as_ref().map(|(buf, _)| &**buf),
+            src_buf.as_deref(),
             &in_fences,
             fd,
             arg,

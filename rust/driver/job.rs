@@ -5,13 +5,14 @@
 
 use crate::{
     abi,
-    buffer::{
-        Buffer,
-        MapUse, //
-    },
     engine::{
         DmaTarget,
         PATTERN_SIZE, //
+    },
+    import::{
+        JobBuffer,
+        JobMap,
+        Kind, //
     },
     pool::Pool, //
 };
@@ -22,7 +23,7 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
-    dma_buf::DmaBuf,
+    dma::DataDirection,
     dma_fence::{
         CallbackRegistration,
         Fence,
@@ -65,7 +66,9 @@ pub(crate) const CPU_CHUNK: usize = 1 << 20;
 /// of our buffers, which are physically contiguous), or the 64 KiB pattern buffer for fills
 /// copied from it, if smaller: a copy of `n` units crosses at most `n` segment boundaries of each
 /// mapping and takes at most `2 * n + 1` descriptors (17), a fill at most `2 * n` (16). One more
-/// may still be held by the previous transfer (ZynqMP DMA frees it after its callback).
+/// may still be held by the previous transfer (ZynqMP DMA frees it after its callback). The
+/// mappings of other exporters' buffers may be scattered: for them the unit is at most their
+/// shortest segment in the job's range, so the bound holds for them too.
 pub(crate) const DMA_CHUNK_SEGMENTS: usize = 8;
 
 /// A job's operation.
@@ -77,8 +80,8 @@ pub(crate) enum Op {
 
 /// The buffers of a job mapped for the DMA controller, as an importer maps them.
 pub(crate) struct DmaMaps {
-    pub(crate) dst: MapUse,
-    pub(crate) src: Option<MapUse>,
+    pub(crate) dst: JobMap,
+    pub(crate) src: Option<JobMap>,
 }
 
 /// Everything a DMA job needs to run, prepared at submission, before its out-fence is
@@ -101,18 +104,47 @@ pub(crate) struct DmaJob {
 
 impl DmaJob {
     /// Maps the job's buffers for the DMA controller of `target` (the destination for writes,
-    /// the source for reads) and chooses how a fill runs.
+    /// the source for reads; one mapping for both if they are the same buffer of another
+    /// exporter), checks the segments of other exporters' mappings and chooses how a fill runs.
     pub(crate) fn prepare(
+        pool: &Pool,
         target: &DmaTarget,
         spec: &JobSpec,
-        dst: (&DmaBuf, &Arc<Buffer>),
-        src: Option<(&DmaBuf, &Arc<Buffer>)>,
+        dst: &JobBuffer,
+        src: Option<&JobBuffer>,
     ) -> Result<Self> {
-        let dst = dst.1.use_engine_map(dst.0, target)?;
-        let src = match src {
-            Some((dmabuf, buffer)) => Some(buffer.use_engine_map(dmabuf, target)?),
-            None => None,
+        let within = src.is_some_and(|src| src.same(dst));
+        let dst_dir = if within {
+            DataDirection::Bidirectional
+        } else {
+            DataDirection::FromDevice
         };
+        let dst_map = dst.engine_map(pool, target, dst_dir, "destination")?;
+        let src_map = match (src, &dst_map) {
+            (Some(_), JobMap::Foreign(map)) if within => Some(JobMap::Foreign(map.clone())),
+            (Some(src), _) => {
+                Some(src.engine_map(pool, target, DataDirection::ToDevice, "source")?)
+            }
+            (None, _) => None,
+        };
+        // The shortest segment of the other exporters' mappings in the job's ranges.
+        let mut shortest = usize::MAX;
+        if let Kind::Foreign(_) = dst.kind {
+            let seg = dst_map.segments(
+                pool,
+                spec.dst_offset,
+                spec.size,
+                target.align,
+                "destination",
+            )?;
+            shortest = shortest.min(seg);
+        }
+        if let (Some(src), Some(map)) = (src, &src_map) {
+            if let Kind::Foreign(_) = src.kind {
+                let seg = map.segments(pool, spec.src_offset, spec.size, target.align, "source")?;
+                shortest = shortest.min(seg);
+            }
+        }
         let memset = match spec.op {
             Op::Fill(pattern) => {
                 let value = pattern.to_ne_bytes()[0];
@@ -131,10 +163,15 @@ impl DmaJob {
         if matches!(spec.op, Op::Fill(_)) && memset.is_none() {
             unit = unit.min(PATTERN_SIZE);
         }
+        // At least the alignment: `segments` checked that segments are multiples of it.
+        unit = unit.min(shortest.max(target.align));
         let chunk = DMA_CHUNK_SEGMENTS.saturating_mul(unit);
         let chunk = (chunk - chunk % target.align).max(target.align);
         Ok(Self {
-            maps: DmaMaps { dst, src },
+            maps: DmaMaps {
+                dst: dst_map,
+                src: src_map,
+            },
             memset,
             generation: target.generation,
             chunk,
@@ -151,8 +188,8 @@ impl DmaJob {
 /// What a job holds until it has run; dropped by the job's cleanup work, in process context
 /// (unmapping takes the reservation lock), after its out-fence has signalled.
 pub(crate) struct JobData {
-    pub(crate) dst: Arc<Buffer>,
-    pub(crate) src: Option<Arc<Buffer>>,
+    pub(crate) dst: JobBuffer,
+    pub(crate) src: Option<JobBuffer>,
     pub(crate) dma: Option<DmaJob>,
     /// The callbacks on the job's dependencies (capacity reserved at submission).
     pub(crate) deps: KVec<CallbackRegistration>,
@@ -303,7 +340,7 @@ impl Job {
     pub(crate) fn run_cpu(&self) -> Result {
         let data = self.data.lock();
         let data = data.as_ref().ok_or(EINVAL)?;
-        let dst = &data.dst.mem;
+        let dst = data.dst.cpu()?;
         let spec = &self.spec;
         // In pieces, with a scheduling point between them: a job may cover the whole pool. (The
         // ranges of a copy do not overlap, so the order of the pieces does not matter.)
@@ -314,7 +351,7 @@ impl Job {
                 (Op::Fill(pattern), _) => dst.fill_u64(spec.dst_offset + done, len, pattern),
                 (Op::Copy, Some(src)) => dst.copy_from(
                     spec.dst_offset + done,
-                    &src.mem,
+                    src.cpu()?,
                     spec.src_offset + done,
                     len,
                 ),

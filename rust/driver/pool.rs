@@ -126,4 +126,19 @@ impl Pool {
         }
         EINVAL
     }
+
+    /// Logs why a request failed with `err` (another error than `EINVAL`, rate-limited as
+    /// [`Pool::invalid`]) and returns `err`.
+    pub(crate) fn refused(&self, err: Error, args: fmt::Arguments<'_>) -> Error {
+        if let Some(n) = log_ratelimited(&self.rejected) {
+            dev_info!(
+                self.lease.device(),
+                "rejected request ({} so far): {}: {:?}\n",
+                n,
+                args,
+                err
+            );
+        }
+        err
+    }
 }

@@ -1,15 +1,18 @@
 """The dmapingpong tests of one target (a QEMU machine or a board of a lab),
 in the order they run: boot to a shell, the driver, the KUnit suites (debug
-kernels), the self-test, ping-pong by hand, the robustness suite (when asked
-for), the kernel log, and a clean power-off.
+kernels), the self-test, the interop suite (targets with vgem and vivid),
+ping-pong by hand, the robustness suite (when asked for), the kernel log,
+and a clean power-off.
 
-Every KTAP test point (self-test, robustness suite, KUnit) is reported as a
-test of its own (conftest.ktap_items). What a target must do comes from its
+Every KTAP test point (self-test, interop and robustness suites, KUnit) is
+reported as a test of its own (conftest.ktap_items). What a target must do comes from its
 environment's options (configs/labgrid/*.yaml):
 
 - dpp_engine: "dma" or "cpu", the engine of the driver's copies;
 - dpp_kunit_suites: the KUnit suites the kernel must have run, separated by
-  spaces (debug kernels).
+  spaces (debug kernels);
+- dpp_interop: "yes" if the kernel has the interop suite's drivers (vgem,
+  vivid: configs/kernel/interop.cfg), which must then pass it.
 """
 
 import pytest
@@ -17,6 +20,7 @@ import pytest
 import dpplab
 
 SELFTEST_TIMEOUT = 900
+INTEROP_TIMEOUT = 600
 ROBUSTNESS_TIMEOUT = {"ci": 1200, "full": 5400}
 
 
@@ -93,6 +97,25 @@ def test_selftest(shell, option, ktap_items, request):
         problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
     if problems:
         log, _ = run(shell, "tail -n 40 /tmp/selftest.log")
+        problems += ["stderr:"] + log
+    assert not problems, "\n".join(problems)
+
+
+def test_interop(shell, option, ktap_items):
+    """dmapingpong-interop (targets with dpp_interop: yes): vgem and vivid
+    import our buffers, fences cross drivers both ways; each test point a
+    test."""
+    if option("dpp_interop") != "yes":
+        pytest.skip("the target's kernel has no vgem and vivid (dpp_interop)")
+    out, rc = run(shell, "RUST_LOG_STYLE=never dmapingpong-interop 2>/tmp/interop.log", INTEROP_TIMEOUT)
+    report = dpplab.parse_ktap(out)
+    ktap_items("interop", report.cases)
+    problems = dpplab.check_report(report, "dmapingpong-interop")
+    failed = [c.name for c in report.cases if not c.ok]
+    if (rc == 0) != (not failed):
+        problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
+    if problems:
+        log, _ = run(shell, "tail -n 40 /tmp/interop.log")
         problems += ["stderr:"] + log
     assert not problems, "\n".join(problems)
 

@@ -30,7 +30,8 @@ DMAPINGPONG_PRE_CONFIGURE_HOOKS += DMAPINGPONG_VENDOR_CRATES
 
 DMAPINGPONG_BINS = dmapingpong \
 	$(if $(BR2_PACKAGE_DMAPINGPONG_SELFTEST),dmapingpong-selftest) \
-	$(if $(BR2_PACKAGE_DMAPINGPONG_ROBUSTNESS),dmapingpong-robustness)
+	$(if $(BR2_PACKAGE_DMAPINGPONG_ROBUSTNESS),dmapingpong-robustness) \
+	$(if $(BR2_PACKAGE_DMAPINGPONG_INTEROP),dmapingpong-interop)
 DMAPINGPONG_TARGET_BIN_DIR = \
 	$(@D)/rust/target/$(RUSTC_TARGET_NAME)/$(if $(BR2_ENABLE_DEBUG),debug,release)
 

@@ -1,14 +1,15 @@
 # nooelint: oelint.var.mandatoryvar.HOMEPAGE, oelint.var.suggestedvar.BUGTRACKER, oelint.var.bbclassextend
 # (The project has no public home page or bug tracker yet; the tools talk to
 # the target's /dev/dmapingpong, no native or SDK use.)
-SUMMARY = "dmapingpong user space: tool, boot-time self-test, robustness suite"
+SUMMARY = "dmapingpong user space: tool, boot-time self-test, robustness and interop suites"
 DESCRIPTION = "The cargo workspace of the dmapingpong repository: the \
                dmapingpong command (device info, by-hand ping/pong runs); \
                dmapingpong-selftest, the init-time KTAP self-test of the \
                driver, run once at boot by a systemd unit or a SysV init \
                script (package dmapingpong-selftest); dmapingpong-robustness, \
                fuzzed ioctls, killed peers and soak runs against the driver \
-               (package dmapingpong-robustness)."
+               (package dmapingpong-robustness); dmapingpong-interop, the \
+               exporter with vgem and vivid (package dmapingpong-interop)."
 SECTION = "devel"
 
 # LICENSE and LIC_FILES_CHKSUM: the workspace's own and those of every crate
@@ -58,10 +59,11 @@ do_install:append() {
     fi
 }
 
-# The boot-time self-test, and the robustness suite (fuzzed ioctls, killed
-# peers, soak; minutes of load: not for every image) in their own packages;
-# ${PN} keeps the dmapingpong tool.
-PACKAGE_BEFORE_PN = "${PN}-selftest ${PN}-robustness"
+# The boot-time self-test, the robustness suite (fuzzed ioctls, killed
+# peers, soak; minutes of load: not for every image) and the interop suite
+# (needs a kernel with vgem and vivid) in their own packages; ${PN} keeps the
+# dmapingpong tool.
+PACKAGE_BEFORE_PN = "${PN}-selftest ${PN}-robustness ${PN}-interop"
 
 FILES:${PN}-selftest += "${bindir}/dmapingpong-selftest \
                          ${sysconfdir}/dmapingpong \
@@ -69,11 +71,14 @@ FILES:${PN}-selftest += "${bindir}/dmapingpong-selftest \
                          ${systemd_system_unitdir}/dmapingpong-selftest.service \
                          "
 FILES:${PN}-robustness += "${bindir}/dmapingpong-robustness"
+FILES:${PN}-interop += "${bindir}/dmapingpong-interop"
 
 CONFFILES:${PN}-selftest = "${sysconfdir}/dmapingpong/selftest.toml"
 # The self-test reloads the module (rmmod/modprobe).
 RDEPENDS:${PN}-selftest = "kernel-module-dmapingpong kmod"
 RDEPENDS:${PN}-robustness = "kernel-module-dmapingpong"
+# It loads vgem and vivid (modprobe).
+RDEPENDS:${PN}-interop = "kernel-module-dmapingpong kmod"
 RDEPENDS:${PN}-ptest += "${PN}-selftest"
 
 INITSCRIPT_PACKAGES = "${PN}-selftest"

@@ -176,6 +176,33 @@ impl DmaBuf {
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(arg.fd) };
         Ok(SyncFile::from_fd(fd))
     }
+
+    /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`: adds the fences of `fence` to the
+    /// buffer's reservation, as write fences ([`Access::Write`] or
+    /// [`Access::ReadWrite`]: every later access waits for them) or read
+    /// fences ([`Access::Read`]: later writes wait for them). Implicitly
+    /// synchronized importers (DRM drivers, this driver's jobs) then wait
+    /// for them too.
+    ///
+    /// Errors: `EINVAL` (`fence` is not a sync_file), `ENOMEM`.
+    pub fn import_sync_file(&self, access: Access, fence: impl AsFd) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let arg = sys::DmaBufImportSyncFile {
+            flags: access.flags() as u32,
+            fd: fence.as_fd().as_raw_fd(),
+        };
+        // SAFETY: DMA_BUF_IOCTL_IMPORT_SYNC_FILE is `_IOW('b', 3, struct
+        // dma_buf_import_sync_file)` and `arg` mirrors that structure.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Setter::<{ sys::DMA_BUF_IOCTL_IMPORT_SYNC_FILE }, sys::DmaBufImportSyncFile>::new(
+                    arg,
+                ),
+            )
+        }
+        .map_err(|e| Error::os("DMA_BUF_IOCTL_IMPORT_SYNC_FILE", "dma-buf", e))
+    }
 }
 
 impl AsFd for DmaBuf {

@@ -47,7 +47,8 @@ pub enum JobOp<'a> {
         /// The pattern.
         pattern: u64,
     },
-    /// Copy from a dma-buf of the same device.
+    /// Copy from a dma-buf (of this device, or of another exporter, which
+    /// the job imports).
     Copy {
         /// The source dma-buf.
         src: BorrowedFd<'a>,
@@ -63,7 +64,8 @@ pub enum JobOp<'a> {
 pub struct Job<'a> {
     /// What to do.
     pub op: JobOp<'a>,
-    /// The destination dma-buf (of this device).
+    /// The destination dma-buf (of this device, or of another exporter,
+    /// which the job imports).
     pub dst: BorrowedFd<'a>,
     /// Offset into the destination, in bytes (a multiple of 8).
     pub dst_offset: u64,
@@ -334,9 +336,12 @@ impl Device {
 impl Device {
     /// `DPP_IOCTL_SUBMIT_JOB`: submits `job` and returns its out-fence.
     ///
-    /// Errors: `EINVAL` (bad op, ranges, a buffer of another device, an
-    /// in-fence that is not a sync_file, more than
-    /// `DPP_JOB_MAX_IN_FENCES` in-fences), `EBADF`, `ENOMEM`, `EMFILE`.
+    /// Errors: `EINVAL` (bad op, ranges, an fd that is not a dma-buf, an
+    /// in-fence that is not a sync_file, more than `DPP_JOB_MAX_IN_FENCES`
+    /// in-fences; another exporter's buffer that the engine cannot reach:
+    /// no kernel mapping, DMA segments not aligned), `EOPNOTSUPP` (another
+    /// exporter's buffer in I/O memory), `EBADF`, `ENOMEM`, `EMFILE`; see
+    /// `DPP_IOCTL_SUBMIT_JOB`.
     pub fn submit_job(&self, job: &Job<'_>) -> Result<SubmittedJob> {
         use std::os::fd::AsRawFd;
         let mut arg = uapi::DppJob {

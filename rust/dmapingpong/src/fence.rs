@@ -55,6 +55,32 @@ pub(crate) fn poll_until(
     }
 }
 
+/// One fence of a sync_file, as `SYNC_IOC_FILE_INFO` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceInfo {
+    /// The name of the fence's timeline (`dma_fence_ops.get_timeline_name`).
+    pub timeline: String,
+    /// The name of the driver that created it (`dma_fence_ops.get_driver_name`,
+    /// e.g. `vgem`, `dmapingpong`).
+    pub driver: String,
+    /// Its state.
+    pub status: FenceStatus,
+}
+
+/// The text of a NUL-padded name field.
+fn c_name(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn fence_status(status: i32) -> FenceStatus {
+    match status {
+        0 => FenceStatus::Pending,
+        s if s > 0 => FenceStatus::Signalled,
+        s => FenceStatus::Error(Errno::from_raw_os_error(-s)),
+    }
+}
+
 /// An owned sync_file fd (`include/uapi/linux/sync_file.h`): a handle to
 /// one or more DMA fences that can be polled and passed between processes.
 #[derive(Debug)]
@@ -101,11 +127,50 @@ impl SyncFile {
             )
         }
         .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
-        Ok(match info.status {
-            0 => FenceStatus::Pending,
-            s if s > 0 => FenceStatus::Signalled,
-            s => FenceStatus::Error(Errno::from_raw_os_error(-s)),
-        })
+        Ok(fence_status(info.status))
+    }
+
+    /// The fences the sync_file holds (one, or those of a merged sync_file
+    /// or of `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`), from `SYNC_IOC_FILE_INFO`.
+    pub fn fences(&self) -> Result<Vec<FenceInfo>> {
+        let mut info = sys::SyncFileInfo::default();
+        // SAFETY: as in `status`: with `num_fences == 0` the kernel only
+        // reports the number of fences.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
+            )
+        }
+        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        let empty = sys::SyncFenceInfo {
+            obj_name: [0; 32],
+            driver_name: [0; 32],
+            status: 0,
+            flags: 0,
+            timestamp_ns: 0,
+        };
+        let mut fences = vec![empty; info.num_fences as usize];
+        info.sync_fence_info = fences.as_mut_ptr() as u64;
+        // SAFETY: as above; `sync_fence_info` points to `num_fences` writable
+        // `struct sync_fence_info`s, which the kernel fills (it fails with
+        // `EINVAL` if the sync_file holds more fences than that by now).
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
+            )
+        }
+        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        Ok(fences
+            .iter()
+            .take(info.num_fences as usize)
+            .map(|f| FenceInfo {
+                timeline: c_name(&f.obj_name),
+                driver: c_name(&f.driver_name),
+                status: fence_status(f.status),
+            })
+            .collect())
     }
 }
 

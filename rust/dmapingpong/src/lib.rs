@@ -43,7 +43,7 @@ pub use channel::{Channel, MAX_FDS, MAX_REASON_LEN, Message};
 pub use device::{Device, Engine, Job, JobOp, SubmittedJob, Usage};
 pub use dmapingpong_uapi as uapi;
 pub use error::{ErrnoName, Error, Result};
-pub use fence::{Fence, FenceStatus, SyncFile};
+pub use fence::{Fence, FenceInfo, FenceStatus, SyncFile};
 pub use rustix::event::PollFlags;
 pub use rustix::io::Errno;
 pub use stats::EngineStats;

@@ -42,11 +42,33 @@ pub(crate) struct SyncFileInfo {
     pub sync_fence_info: u64,
 }
 
+/// `struct dma_buf_import_sync_file`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DmaBufImportSyncFile {
+    pub flags: u32,
+    pub fd: i32,
+}
+
+/// `struct sync_fence_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SyncFenceInfo {
+    pub obj_name: [u8; 32],
+    pub driver_name: [u8; 32],
+    pub status: i32,
+    pub flags: u32,
+    pub timestamp_ns: u64,
+}
+
 /// `DMA_BUF_IOCTL_SYNC`: `_IOW('b', 0, struct dma_buf_sync)`.
 pub(crate) const DMA_BUF_IOCTL_SYNC: Opcode = opcode::write::<DmaBufSync>(b'b', 0);
 /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: `_IOWR('b', 2, struct dma_buf_export_sync_file)`.
 pub(crate) const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode =
     opcode::read_write::<DmaBufExportSyncFile>(b'b', 2);
+/// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`: `_IOW('b', 3, struct dma_buf_import_sync_file)`.
+pub(crate) const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: Opcode =
+    opcode::write::<DmaBufImportSyncFile>(b'b', 3);
 /// `SYNC_IOC_FILE_INFO`: `_IOWR('>', 4, struct sync_file_info)`.
 pub(crate) const SYNC_IOC_FILE_INFO: Opcode = opcode::read_write::<SyncFileInfo>(b'>', 4);
 
@@ -84,6 +106,8 @@ mod tests {
     #[test]
     fn kernel_uapi_opcodes() {
         assert_eq!(size_of::<SyncFileInfo>(), 56);
+        assert_eq!(size_of::<SyncFenceInfo>(), 80);
+        assert_eq!(u64::from(DMA_BUF_IOCTL_IMPORT_SYNC_FILE), 0x4008_6203);
         assert_eq!(u64::from(DMA_BUF_IOCTL_SYNC), 0x4008_6200);
         assert_eq!(u64::from(DMA_BUF_IOCTL_EXPORT_SYNC_FILE), 0xc008_6202);
         assert_eq!(u64::from(SYNC_IOC_FILE_INFO), 0xc038_3e04);

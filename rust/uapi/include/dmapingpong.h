@@ -163,8 +163,10 @@ struct dpp_fence_wait {
  * struct dpp_job - argument of DPP_IOCTL_SUBMIT_JOB; sizes and offsets in bytes
  * @op: in: DPP_JOB_FILL or DPP_JOB_COPY
  * @flags: in: 0 or DPP_JOB_NO_IMPLICIT_SYNC
- * @dst_fd: in: the destination, a dma-buf fd of a buffer of this device
- * @src_fd: in: the source (copy), a dma-buf fd of this device; -1 for a fill
+ * @dst_fd: in: the destination, a dma-buf fd (of this device or another
+ *          exporter, which the job imports)
+ * @src_fd: in: the source (copy), a dma-buf fd (of this device or another
+ *          exporter); -1 for a fill
  * @dst_offset: in: offset into the destination, a multiple of 8
  * @src_offset: in: offset into the source, a multiple of 8; 0 for a fill
  * @size: in: bytes to fill or copy, a non-zero multiple of 8 (with
@@ -236,9 +238,13 @@ struct dpp_job {
 #define DPP_IOCTL_WAIT_FENCE _IOWR(DPP_IOC_MAGIC, 0x04, struct dpp_fence_wait)
 /*
  * Submits a job (struct dpp_job) and returns its out-fence. Errors: -EINVAL
- * (unknown op/flags, non-zero reserved, a buffer not of this device, a range
- * out of bounds, unaligned or overlapping, an in-fence fd not a sync_file),
- * -EBADF, -ENOMEM, -EMFILE, -EINTR.
+ * (unknown op/flags, non-zero reserved, a buffer fd not a dma-buf, a range
+ * out of bounds, unaligned or overlapping, an in-fence fd not a sync_file;
+ * another exporter's buffer without a kernel mapping for the CPU worker or
+ * with DMA segments unaligned for the DMA engine), -EOPNOTSUPP (another
+ * exporter's buffer in I/O memory, CPU worker), the exporter's error if it
+ * cannot map its buffer for the DMA controller, -EBADF, -ENOMEM, -EMFILE,
+ * -EINTR.
  */
 #define DPP_IOCTL_SUBMIT_JOB _IOWR(DPP_IOC_MAGIC, 0x05, struct dpp_job)
 

@@ -176,8 +176,12 @@ pub struct DppFenceWait {
 
 /// Argument of [`DPP_IOCTL_SUBMIT_JOB`]. Sizes and offsets are in bytes.
 ///
-/// A job is an operation that the device (its DMA engine) runs on buffers of
-/// this device, asynchronously: it waits for its in-fences and, unless
+/// A job is an operation that the device (its DMA engine, or its CPU worker)
+/// runs on dma-bufs, asynchronously: buffers of this device, or of any other
+/// exporter (a dma-buf heap, udmabuf, a DRM or V4L2 driver), which the job
+/// imports as any importer does: attached to the DMA controller's device and
+/// mapped for it, or mapped into the kernel (`dma_buf_vmap()`) for the CPU
+/// worker, at submission. It waits for its in-fences and, unless
 /// [`DPP_JOB_NO_IMPLICIT_SYNC`], for the fences in the reservations of its
 /// buffers (all of them for the destination, the write fences for the
 /// source); then it runs, and its out-fence signals. The out-fence is added
@@ -199,10 +203,12 @@ pub struct DppJob {
     pub op: u32,
     /// In: `0` or [`DPP_JOB_NO_IMPLICIT_SYNC`].
     pub flags: u32,
-    /// In: the destination, a dma-buf fd of a buffer of this device.
+    /// In: the destination, a dma-buf fd (of this device or another
+    /// exporter).
     pub dst_fd: i32,
-    /// In: the source (copy), a dma-buf fd of a buffer of this device (may be
-    /// `dst_fd` if the ranges do not overlap); `-1` for a fill.
+    /// In: the source (copy), a dma-buf fd (of this device or another
+    /// exporter; may be `dst_fd` if the ranges do not overlap); `-1` for a
+    /// fill.
     pub src_fd: i32,
     /// In: offset into the destination, a multiple of 8.
     pub dst_offset: u64,
@@ -290,10 +296,14 @@ pub const DPP_IOCTL_WAIT_FENCE: u32 = ioc(
 
 /// Submits a job (see [`DppJob`]) and returns its out-fence.
 ///
-/// Errors: `-EINVAL` (unknown op or flags, non-zero reserved, a buffer that is
-/// not a dma-buf of this device, a range out of bounds, unaligned or
-/// overlapping, a fd in `in_fence_fds` that is not a sync_file or `-1`),
-/// `-EBADF` (a buffer fd not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
+/// Errors: `-EINVAL` (unknown op or flags, non-zero reserved, a buffer fd
+/// that is not a dma-buf, a range out of bounds, unaligned or overlapping, a
+/// fd in `in_fence_fds` that is not a sync_file or `-1`; another exporter's
+/// buffer that has no kernel mapping for the CPU worker, or whose DMA
+/// segments are not aligned for the DMA engine), `-EOPNOTSUPP` (another
+/// exporter's buffer in I/O memory, for the CPU worker), the exporter's error
+/// if it cannot map its buffer for the DMA controller, `-EBADF` (a buffer fd
+/// not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
 pub const DPP_IOCTL_SUBMIT_JOB: u32 =
     ioc(IOC_READ | IOC_WRITE, 0x05, core::mem::size_of::<DppJob>());
 
