@@ -15,12 +15,15 @@ environment's options (configs/labgrid/*.yaml):
   vivid: configs/kernel/interop.cfg), which must then pass it.
 """
 
+import re
+
 import pytest
 
 import dpplab
 
 SELFTEST_TIMEOUT = 900
 INTEROP_TIMEOUT = 600
+INTEROP_ENGINE = re.compile(r"^[a-z0-9_]+: engine: ([a-z]+) ")
 ROBUSTNESS_TIMEOUT = {"ci": 1200, "full": 5400}
 
 
@@ -111,6 +114,12 @@ def test_interop(shell, option, ktap_items):
     report = dpplab.parse_ktap(out)
     ktap_items("interop", report.cases)
     problems = dpplab.check_report(report, "dmapingpong-interop")
+    # The jobs on other exporters' buffers ran on the machine's engine.
+    engines = [m.group(1) for c in report.cases for d in c.diagnostics for m in [INTEROP_ENGINE.match(d)] if m]
+    if not engines:
+        problems.append("no 'engine:' diagnostic of the jobs on other exporters' buffers")
+    elif set(engines) != {option("dpp_engine")}:
+        problems.append(f"jobs on other exporters' buffers ran on {sorted(set(engines))}, expected {option('dpp_engine')}")
     failed = [c.name for c in report.cases if not c.ok]
     if (rc == 0) != (not failed):
         problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")

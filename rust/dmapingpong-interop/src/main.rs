@@ -84,20 +84,27 @@ fn test_names(s: &str) -> Result<String, String> {
 /// vmalloc allocator, 1 with dma-contig.
 const VIVID_PARAMS: [&str; 3] = ["n_devs=2", "node_types=0x1,0x1", "allocators=0,1"];
 
-fn modprobe(args: &[&str]) -> Result<()> {
-    let out = Command::new("modprobe")
+/// Runs `modprobe` or `rmmod` with `args`.
+fn run_tool(tool: &str, args: &[&str]) -> Result<()> {
+    let what = format!("{tool} {}", args.join(" "));
+    let out = Command::new(tool)
         .args(args)
         .output()
-        .map_err(|e| Failure::Missing(format!("modprobe {}: {e}", args.join(" "))))?;
+        .map_err(|e| Failure::Missing(format!("{what}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
     Err(Failure::Missing(format!(
-        "modprobe {}: {} ({})",
-        args.join(" "),
+        "{what}: {} ({})",
         out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
+        text.trim()
     )))
+}
+
+fn modprobe(args: &[&str]) -> Result<()> {
+    run_tool("modprobe", args)
 }
 
 /// Whether vivid is loaded with [`VIVID_PARAMS`].
@@ -114,7 +121,7 @@ fn vivid_as_needed() -> bool {
 fn load_modules() -> Result<()> {
     modprobe(&["vgem"])?;
     if Path::new("/sys/module/vivid").exists() && !vivid_as_needed() {
-        modprobe(&["-r", "vivid"])?;
+        run_tool("rmmod", &["vivid"])?;
     }
     let mut args = vec!["vivid"];
     args.extend(VIVID_PARAMS);
@@ -165,19 +172,24 @@ fn run(ctx: &Ctx, tests: &[&tests::Test], modules: bool) -> std::io::Result<bool
     }
     for test in tests {
         ktap.diag(test.about)?;
-        let outcome = match (test.run)(ctx) {
+        let mut diags = Vec::new();
+        let outcome = match (test.run)(ctx, &mut diags) {
             Ok(()) => Outcome::Pass,
             Err(e) => {
                 log::error!("{}: {e}", test.name);
                 Outcome::Fail(e.to_string())
             }
         };
+        for d in diags {
+            ktap.diag(&format!("{}: {d}", test.name))?;
+        }
         ktap.result(test.name, &outcome)?;
     }
     // The importers let go of our buffers when they are unloaded (vivid's
     // queues are freed by the tests already).
     let unloaded = if modules {
-        modprobe(&["-r", "vivid"]).and_then(|()| modprobe(&["-r", "vgem"]))
+        // Only these two: the cores they loaded (DRM, V4L2) may stay.
+        run_tool("rmmod", &["vivid"]).and_then(|()| run_tool("rmmod", &["vgem"]))
     } else {
         Ok(())
     };

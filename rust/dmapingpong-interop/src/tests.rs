@@ -30,8 +30,9 @@ pub struct Test {
     pub name: &'static str,
     /// What it shows (printed as a diagnostic before it runs).
     pub about: &'static str,
-    /// Runs it.
-    pub run: fn(&Ctx) -> Result<()>,
+    /// Runs it; may add diagnostics (`engine: dma|cpu` for the tests that
+    /// run jobs on other exporters' buffers).
+    pub run: fn(&Ctx, &mut Vec<String>) -> Result<()>,
 }
 
 /// The suite, in order.
@@ -39,62 +40,62 @@ pub const TESTS: &[Test] = &[
     Test {
         name: "prime_import_vgem",
         about: "vgem imports our dma-buf (PRIME): one GEM handle per buffer, and the same dma-buf back",
-        run: prime_import_vgem,
+        run: |ctx, _| prime_import_vgem(ctx),
     },
     Test {
         name: "v4l2_capture_vmalloc",
         about: "vivid (vb2-vmalloc: dma_buf_vmap) captures the colour bars into our buffers",
-        run: |ctx| v4l2_capture(ctx, 0),
+        run: |ctx, _| v4l2_capture(ctx, 0),
     },
     Test {
         name: "v4l2_capture_dma_contig",
         about: "vivid (vb2-dma-contig: attach + map) captures the colour bars into our buffers",
-        run: |ctx| v4l2_capture(ctx, 1),
+        run: |ctx, _| v4l2_capture(ctx, 1),
     },
     Test {
         name: "vgem_fence_holds_back_jobs_and_cpu",
         about: "a vgem write fence in our buffer's reservation holds back CPU access and our jobs until signalled",
-        run: vgem_fence_holds_back_jobs_and_cpu,
+        run: |ctx, _| vgem_fence_holds_back_jobs_and_cpu(ctx),
     },
     Test {
         name: "job_fence_holds_back_vgem",
         about: "our pending job's fence in the reservation makes vgem's fence attach wait (EBUSY) until it signals",
-        run: job_fence_holds_back_vgem,
+        run: |ctx, _| job_fence_holds_back_vgem(ctx),
     },
     Test {
         name: "import_sync_file_into_vgem",
         about: "our job's out-fence imported into a vgem buffer (IMPORT_SYNC_FILE) holds back its users",
-        run: import_sync_file_into_vgem,
+        run: |ctx, _| import_sync_file_into_vgem(ctx),
     },
     Test {
         name: "job_foreign_system_heap",
         about: "our jobs fill and copy a buffer of the system heap (scattered pages), honouring its reservation",
-        run: |ctx| job_foreign(ctx, Foreign::SystemHeap),
+        run: |ctx, diags| job_foreign(ctx, diags, Foreign::SystemHeap),
     },
     Test {
         name: "job_foreign_cma_heap",
         about: "our jobs fill and copy a buffer of the CMA heap, honouring its reservation",
-        run: |ctx| job_foreign(ctx, Foreign::CmaHeap),
+        run: |ctx, diags| job_foreign(ctx, diags, Foreign::CmaHeap),
     },
     Test {
         name: "job_foreign_udmabuf",
         about: "our jobs fill and copy a udmabuf (memfd pages), honouring its reservation",
-        run: |ctx| job_foreign(ctx, Foreign::Udmabuf),
+        run: |ctx, diags| job_foreign(ctx, diags, Foreign::Udmabuf),
     },
     Test {
         name: "job_foreign_vgem",
         about: "our jobs fill and copy a vgem dumb buffer exported with PRIME, honouring its reservation",
-        run: |ctx| job_foreign(ctx, Foreign::Vgem),
+        run: |ctx, diags| job_foreign(ctx, diags, Foreign::Vgem),
     },
     Test {
         name: "job_foreign_v4l2",
         about: "our jobs fill and copy a V4L2 buffer exported with VIDIOC_EXPBUF (vivid, vmalloc), honouring its reservation",
-        run: |ctx| job_foreign(ctx, Foreign::V4l2),
+        run: |ctx, diags| job_foreign(ctx, diags, Foreign::V4l2),
     },
     Test {
         name: "job_foreign_refused_ranges",
         about: "a job on another exporter's buffer is range-checked at submission (EINVAL)",
-        run: job_foreign_refused_ranges,
+        run: |ctx, _| job_foreign_refused_ranges(ctx),
     },
     Test {
         name: "capture_copy_verify",
@@ -480,7 +481,7 @@ fn run_job(dev: &Device, job: &Job<'_>, ctx: &Ctx, what: &str) -> Result<dmaping
     Ok(submitted.engine)
 }
 
-fn job_foreign(ctx: &Ctx, kind: Foreign) -> Result<()> {
+fn job_foreign(ctx: &Ctx, diags: &mut Vec<String>, kind: Foreign) -> Result<()> {
     let dev = open(ctx)?;
     let (theirs, keep) = foreign_buffer(kind)?;
     let size = theirs.size() & !7;
@@ -555,7 +556,10 @@ fn job_foreign(ctx: &Ctx, kind: Foreign) -> Result<()> {
         &format!("{kind:?} after the held-back fill"),
         ctx,
     )?;
-    log::info!("{kind:?}: {} bytes, engine {engine}", theirs.size());
+    diags.push(format!(
+        "engine: {engine} ({kind:?}, {} bytes)",
+        theirs.size()
+    ));
     drop(keep);
     Ok(())
 }
@@ -596,7 +600,7 @@ fn job_foreign_refused_ranges(ctx: &Ctx) -> Result<()> {
 /// reservation); the capture buffer is queued again once the job's read
 /// fence in its reservation has signalled (`poll(POLLOUT)`). No explicit
 /// wait for a fence anywhere.
-fn capture_copy_verify(ctx: &Ctx) -> Result<()> {
+fn capture_copy_verify(ctx: &Ctx, diags: &mut Vec<String>) -> Result<()> {
     let dev = open(ctx)?;
     let mut cap = Capture::open_vivid(1)?;
     cap.set_input(0)?;
@@ -644,11 +648,12 @@ fn capture_copy_verify(ctx: &Ctx) -> Result<()> {
             // The next frame must not be checked against a stale copy.
             cpu_fill(&ours[i], u64::from_ne_bytes([POISON; 8]), ctx)?;
         }
+        let engine = engine.map_or("none".to_string(), |e| e.to_string());
         log::info!(
-            "capture -> copy -> verify: {} frames, engine {:?}",
-            ctx.frames,
-            engine
+            "capture -> copy -> verify: {} frames, engine {engine}",
+            ctx.frames
         );
+        diags.push(format!("engine: {engine} ({} frames)", ctx.frames));
         Ok(())
     })();
     let stopped = cap.stream(false);

@@ -90,7 +90,10 @@ fn run(cfg: &Config) -> std::io::Result<bool> {
             Some(reason) => Outcome::Skip(format!("driver_present failed: {reason}")),
             None => match (test.run)(cfg, &mut diags) {
                 Ok(()) => Outcome::Pass,
-                Err(e) => Outcome::Fail(format!("{e:#}")),
+                Err(e) => match e.downcast_ref::<scenarios::Skip>() {
+                    Some(skip) => Outcome::Skip(skip.0.clone()),
+                    None => Outcome::Fail(format!("{e:#}")),
+                },
             },
         };
         for d in &diags {

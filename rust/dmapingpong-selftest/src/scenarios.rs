@@ -32,6 +32,19 @@ pub struct Test {
     pub run: Box<TestFn>,
 }
 
+/// Returned (through `anyhow`) by a test that cannot run here: reported as
+/// `# SKIP` with the reason.
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skip {}
+
 fn test(name: &str, run: impl Fn(&Config, &mut Diags) -> anyhow::Result<()> + 'static) -> Test {
     Test {
         name: name.into(),
@@ -58,6 +71,7 @@ pub fn plan(cfg: &Config) -> Vec<Test> {
     if cfg.jobs.unbind_check {
         tests.push(test("engine_unbind", crate::jobs::engine_unbind));
     }
+    tests.push(test("capture_copy", capture_copy));
     tests.push(test("fence_semantics", fence_semantics));
     tests.push(test("lifetimes_close_order", lifetimes_close_order));
     tests.push(test("peer_exits_unsignalled", peer_exits_unsignalled));
@@ -602,6 +616,62 @@ fn peer_sends_memfd(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 
 fn modtool(tool: &str, name: &str) -> anyhow::Result<Result<(), String>> {
     dmapingpong::module::run_tool(tool, name).with_context(|| format!("run {tool}"))
+}
+
+/// The README's use case, capture -> DMA copy -> verify: vivid captures, a
+/// device job copies each frame into one of our buffers as soon as it is
+/// dequeued, the CPU verifies the colour bars, with fences end to end. It is
+/// `dmapingpong-interop`'s test point `capture_copy_verify` (which loads
+/// vivid and unloads it), run here. Skipped where the kernel has no vivid
+/// module or the image no `dmapingpong-interop`.
+fn capture_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let deps = std::fs::read_to_string(format!("/lib/modules/{}/modules.dep", release.trim()))
+        .unwrap_or_default();
+    if !deps
+        .lines()
+        .any(|l| l.split(':').next().is_some_and(|m| m.contains("/vivid.ko")))
+    {
+        return Err(Skip("the kernel has no vivid module (CONFIG_VIDEO_VIVID)".into()).into());
+    }
+    let out = match Command::new("dmapingpong-interop")
+        .arg("--device")
+        .arg(&cfg.device)
+        .args(["--only", "capture_copy_verify", "--timeout-ms"])
+        .arg(cfg.timeout_ms.to_string())
+        .env("RUST_LOG_STYLE", "never")
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Skip("dmapingpong-interop is not installed".into()).into());
+        }
+        other => other.context("run dmapingpong-interop")?,
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(line) = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("capture -> copy -> verify"))
+    {
+        diags.push(line.rsplit("] ").next().unwrap_or(line).trim().to_string());
+    }
+    let passed = |name: &str| {
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok ") && l.split_whitespace().nth(2) == Some(name))
+    };
+    ensure!(
+        out.status.success() && passed("capture_copy_verify") && passed("nothing_left"),
+        "dmapingpong-interop --only capture_copy_verify: {}: {}",
+        out.status,
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("not ok"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(())
 }
 
 fn module_pinned(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
