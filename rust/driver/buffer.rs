@@ -6,10 +6,7 @@ use crate::{
     engine::DmaTarget,
     pool::Pool, //
 };
-use core::{
-    ptr::NonNull,
-    sync::atomic::Ordering, //
-};
+use core::sync::atomic::Ordering;
 use kernel::{
     device,
     dma::{
@@ -244,11 +241,7 @@ impl dma_buf::Exporter for Buffer {
         this.mem.mmap(vma)
     }
 
-    fn vmap(this: ArcBorrow<'_, Self>) -> Result<NonNull<u8>> {
-        NonNull::new(this.mem.start_ptr().cast_mut()).ok_or(ENOMEM)
-    }
-
-    fn vunmap(_this: ArcBorrow<'_, Self>, _vaddr: NonNull<u8>) {
-        // The kernel mapping of the allocation lives as long as the buffer.
+    fn vmap(this: ArcBorrow<'_, Self>) -> Result<Arc<SharedCoherentAllocation>> {
+        Ok(this.mem.clone())
     }
 }

@@ -70,17 +70,21 @@ impl JobBuffer {
     }
 
     /// Maps another exporter's buffer into the kernel for the CPU worker (the reservation lock
-    /// is taken: at submission, never in the job's signalling path). The CPU worker accesses it
-    /// without `dma_buf_begin_cpu_access()`, which waits for the fences of the reservation (the
-    /// job's own among them) and may not run in a signalling path: as vb2's vmalloc importer
-    /// does, it relies on the exporter's kernel mapping. Fails with the exporter's error if it
-    /// has none (`EINVAL`) or maps I/O memory (`EOPNOTSUPP`).
+    /// is taken: at submission, never in the job's signalling path).
+    ///
+    /// The CPU worker accesses it without `dma_buf_begin_cpu_access()` and
+    /// `dma_buf_end_cpu_access()`: `begin` waits for the reservation's fences, the job's own
+    /// among them, and neither may run in a fence signalling path. As vb2's vmalloc importer
+    /// does, it relies on the exporter's kernel mapping being coherent with the buffer's other
+    /// users (true of cached memory on DMA-coherent machines, of uncached mappings everywhere).
+    /// Fails with the exporter's error: `EINVAL` if it has no `vmap`, `EOPNOTSUPP` for I/O
+    /// memory.
     pub(crate) fn prepare_cpu(&mut self, pool: &Pool, what: &str) -> Result {
         if let Kind::Foreign(vmap @ None) = &mut self.kind {
             let map = self.dmabuf.vmap().map_err(|err| {
                 pool.refused(
                     err,
-                    fmt!("SUBMIT_JOB: the {what}, another exporter's dma-buf, has no kernel mapping for the CPU worker"),
+                    fmt!("SUBMIT_JOB: the {what}, another exporter's dma-buf, cannot be mapped into the kernel for the CPU worker"),
                 )
             })?;
             *vmap = Some(map);
@@ -98,8 +102,12 @@ impl JobBuffer {
     }
 
     /// The buffer mapped for the DMA controller of `target`, for device accesses in `dir`: a use
-    /// of the shared mapping of our own buffers, or a mapping of this job's for other exporters'
-    /// (`EINVAL` with a reason if the exporter cannot map it for the controller).
+    /// of the shared mapping of our own buffers, or a mapping of this job's for other exporters'.
+    ///
+    /// Another exporter's buffer is refused with `ERANGE` if the controller cannot address all
+    /// of memory (the BCM2835's lowest GiB): the DMA API could bounce the mapping through
+    /// swiotlb, whose copies are only made at unmap, after the job's fence has signalled. The
+    /// exporter's error (with a reason in the log) if it cannot map it for the controller.
     pub(crate) fn engine_map(
         &self,
         pool: &Pool,
@@ -110,6 +118,15 @@ impl JobBuffer {
         match &self.kind {
             Kind::Own(buffer) => Ok(JobMap::Own(buffer.use_engine_map(&self.dmabuf, target)?)),
             Kind::Foreign(_) => {
+                if target.chan.addressing_limited() {
+                    return Err(pool.refused(
+                        ERANGE,
+                        fmt!(
+                            "SUBMIT_JOB: the {what} is another exporter's dma-buf and {} cannot address all memory (a bounced mapping would only be synced after the job): use a buffer of this device",
+                            target.chan.name()
+                        ),
+                    ));
+                }
                 let map = target
                     .chan
                     .attach(&self.dmabuf)
@@ -146,10 +163,11 @@ impl JobMap {
     }
 
     /// The shortest DMA segment of the mapping that `[offset, offset + len)` touches, after
-    /// checking that every such segment starts at a multiple of `align` and, unless the range
-    /// ends in it, ends at one: the pieces of a transfer then are aligned, and a transfer of `n`
-    /// times that length crosses at most `n` segment boundaries (see `DMA_CHUNK_SEGMENTS`).
-    /// Fails with `EINVAL` and a reason otherwise, at submission.
+    /// checking that the range enters every such segment at an address that is a multiple of
+    /// `align` and, unless it ends in the segment, leaves it at an offset that is one: the
+    /// pieces of a transfer then are aligned, and a transfer of `n` times that length crosses
+    /// at most `n` segment boundaries (see `DMA_CHUNK_SEGMENTS`). Fails with `EINVAL` and a
+    /// reason otherwise, at submission.
     pub(crate) fn segments(
         &self,
         pool: &Pool,
@@ -168,8 +186,9 @@ impl JobMap {
             let seg = entry.dma_len() as usize;
             let seg_end = start.saturating_add(seg);
             if seg_end > offset {
-                let addr = entry.dma_address();
-                if addr % align as u64 != 0 || (seg % align != 0 && seg_end < end) {
+                // Where the job's range enters the segment.
+                let addr = entry.dma_address() + offset.saturating_sub(start) as u64;
+                if addr % align as u64 != 0 || (seg_end % align != 0 && seg_end < end) {
                     return Err(pool.invalid(fmt!(
                         "SUBMIT_JOB: the {what}'s DMA segment of {seg} bytes at offset {start} \
                          is not aligned to the DMA engine's {align} bytes"

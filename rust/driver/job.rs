@@ -50,10 +50,11 @@ use kernel::{
     }, //
 };
 
-/// How long a job's transfer may take before it is aborted with `-ETIMEDOUT`: a base, plus a
-/// time per MiB.
+/// How long a job's transfers may take before they are aborted with `-ETIMEDOUT`: a base, plus a
+/// time per MiB and per transfer (a scattered buffer of another exporter takes many).
 pub(crate) const JOB_TIMEOUT_BASE_MS: i64 = 5000;
 pub(crate) const JOB_TIMEOUT_PER_MIB_MS: i64 = 200;
+pub(crate) const JOB_TIMEOUT_PER_TRANSFER_MS: i64 = 20;
 
 /// CPU jobs fill and copy in pieces of this many bytes (a multiple of 8), with a scheduling point
 /// between them.
@@ -398,7 +399,10 @@ impl Job {
         }
         let mut transfer = engine.chan.transfer(completion)?;
         let mib = (self.spec.size >> 20) as i64;
-        let timeout = JOB_TIMEOUT_BASE_MS + mib * JOB_TIMEOUT_PER_MIB_MS;
+        let transfers = dma.chunks(spec.size) as i64;
+        let timeout = JOB_TIMEOUT_BASE_MS
+            + mib * JOB_TIMEOUT_PER_MIB_MS
+            + transfers * JOB_TIMEOUT_PER_TRANSFER_MS;
         // Once, for the whole job: pending already when a later transfer starts.
         let _ = workqueue::system_unbound()
             .enqueue_delayed::<Arc<Job>, 2>(self.clone(), msecs_to_jiffies(timeout as u32));

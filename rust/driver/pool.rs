@@ -128,8 +128,12 @@ impl Pool {
     }
 
     /// Logs why a request failed with `err` (another error than `EINVAL`, rate-limited as
-    /// [`Pool::invalid`]) and returns `err`.
+    /// [`Pool::invalid`]; not if a signal interrupted it) and returns `err`.
     pub(crate) fn refused(&self, err: Error, args: fmt::Arguments<'_>) -> Error {
+        // Interrupted by a signal: nothing was wrong with the request.
+        if err == ERESTARTSYS || err == EINTR {
+            return err;
+        }
         if let Some(n) = log_ratelimited(&self.rejected) {
             dev_info!(
                 self.lease.device(),

@@ -113,7 +113,10 @@ struct dpp_alloc {
  * So that none becomes an indefinite fence (Documentation/driver-api/dma-buf.rst,
  * "Indefinite DMA Fences"), each has a deadline, and it may only enter the
  * reservation of this device's own buffers, whose importers expect it: never
- * that of another exporter's dma-buf (a display or GPU would wait on it).
+ * that of another exporter's dma-buf (a display or GPU would wait on it). A
+ * job's out-fence, which enters the reservation of another exporter's buffer
+ * that the job uses, signals at the latest after the deadlines of the user
+ * fences it depends on and its own timeout.
  */
 struct dpp_fence_create {
 	__s32 dmabuf_fd;
@@ -186,8 +189,11 @@ struct dpp_fence_wait {
  * source's as a read fence. The jobs of one open file signal in submission
  * order. The out-fence carries the error of a failed in-fence (the job does
  * not run), -EIO (transfer failed), -ETIMEDOUT (not done in 5 s + 0.2 s per
- * MiB) or -ECANCELED (DMA channel released while it ran or before it could
- * start).
+ * MiB + 20 ms per transfer) or -ECANCELED (DMA channel released while it ran
+ * or before it could start). The CPU worker accesses another exporter's
+ * buffer through its kernel mapping without dma_buf_begin/end_cpu_access()
+ * (they may not run in a fence signalling path): the exporter's mapping must
+ * be coherent with the buffer's other users.
  */
 struct dpp_job {
 	__u32 op;
@@ -242,9 +248,10 @@ struct dpp_job {
  * out of bounds, unaligned or overlapping, an in-fence fd not a sync_file;
  * another exporter's buffer without a kernel mapping for the CPU worker or
  * with DMA segments unaligned for the DMA engine), -EOPNOTSUPP (another
- * exporter's buffer in I/O memory, CPU worker), the exporter's error if it
- * cannot map its buffer for the DMA controller, -EBADF, -ENOMEM, -EMFILE,
- * -EINTR.
+ * exporter's buffer in I/O memory, CPU worker), -ERANGE (another exporter's
+ * buffer, and a DMA controller that cannot address all of memory: its mapping
+ * could be bounced), the exporter's error if it cannot map its buffer for the
+ * DMA controller, -EBADF, -ENOMEM, -EMFILE, -EINTR.
  */
 #define DPP_IOCTL_SUBMIT_JOB _IOWR(DPP_IOC_MAGIC, 0x05, struct dpp_job)
 

@@ -194,7 +194,7 @@ pub struct DppFenceWait {
 /// destination, if an in-fence or reservation fence signalled with an error
 /// (that error) or the job could not be queued; it signals with `-EIO` if the
 /// transfer failed, `-ETIMEDOUT` if it did not complete in time (5 s + 0.2 s
-/// per MiB), `-ECANCELED` if the DMA channel was released (unbind,
+/// per MiB + 20 ms per transfer), `-ECANCELED` if the DMA channel was released (unbind,
 /// shutdown) while the job ran or before it could start.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -301,9 +301,14 @@ pub const DPP_IOCTL_WAIT_FENCE: u32 = ioc(
 /// fd in `in_fence_fds` that is not a sync_file or `-1`; another exporter's
 /// buffer that has no kernel mapping for the CPU worker, or whose DMA
 /// segments are not aligned for the DMA engine), `-EOPNOTSUPP` (another
-/// exporter's buffer in I/O memory, for the CPU worker), the exporter's error
-/// if it cannot map its buffer for the DMA controller, `-EBADF` (a buffer fd
-/// not open), `-ENOMEM`, `-EMFILE`, `-EINTR`.
+/// exporter's buffer in I/O memory, for the CPU worker), `-ERANGE` (another
+/// exporter's buffer, and a DMA controller that cannot address all of memory:
+/// its mapping could be bounced), the exporter's error if it cannot map its
+/// buffer for the DMA controller, `-EBADF` (a buffer fd not open), `-ENOMEM`,
+/// `-EMFILE`, `-EINTR`. The CPU worker accesses another exporter's buffer
+/// through its kernel mapping without `dma_buf_begin/end_cpu_access()`, which
+/// may not run in a fence signalling path: the exporter's mapping must be
+/// coherent with the buffer's other users.
 pub const DPP_IOCTL_SUBMIT_JOB: u32 =
     ioc(IOC_READ | IOC_WRITE, 0x05, core::mem::size_of::<DppJob>());
 
