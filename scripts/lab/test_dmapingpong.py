@@ -33,6 +33,24 @@ def run(shell, cmd, timeout=60):
     return out, rc
 
 
+def run_ktap_suite(shell, ktap_items, name, cmd, log, timeout, checks):
+    """Runs a KTAP suite (stderr to log): each test point becomes a test
+    (ktap_items, named name[...]); fails on an incomplete report, on an exit
+    status that disagrees with the test points, or on what checks(report)
+    returns, with the tail of the suite's stderr."""
+    out, rc = run(shell, f"{cmd} 2>{log}", timeout)
+    report = dpplab.parse_ktap(out)
+    ktap_items(name, report.cases)
+    problems = dpplab.check_report(report, f"dmapingpong-{name}") + checks(report)
+    failed = [c.name for c in report.cases if not c.ok]
+    if (rc == 0) != (not failed):
+        problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
+    if problems:
+        tail, _ = run(shell, f"tail -n 40 {log}")
+        problems += ["stderr:"] + tail
+    assert not problems, "\n".join(problems)
+
+
 def test_driver(shell, request):
     """The exporter is bound and its device node answers GET_INFO (the module
     is loaded here if the image did not load it). Where the image ran its
@@ -90,43 +108,42 @@ def test_selftest(shell, option, ktap_items, request):
         # Planted: the self-test's device is /dev/null, so its test points fail.
         run(shell, "echo 'device = \"/dev/null\"' >/tmp/planted.toml")
         cmd += " --config /tmp/planted.toml"
-    out, rc = run(shell, f"{cmd} 2>/tmp/selftest.log", SELFTEST_TIMEOUT)
-    report = dpplab.parse_ktap(out)
-    ktap_items("selftest", report.cases)
-    problems = dpplab.check_report(report, "dmapingpong-selftest")
-    problems += dpplab.check_engine(dpplab.engine_lines(report), option("dpp_engine"))
-    failed = [c.name for c in report.cases if not c.ok]
-    if (rc == 0) != (not failed):
-        problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
-    if problems:
-        log, _ = run(shell, "tail -n 40 /tmp/selftest.log")
-        problems += ["stderr:"] + log
-    assert not problems, "\n".join(problems)
+    run_ktap_suite(
+        shell,
+        ktap_items,
+        "selftest",
+        cmd,
+        "/tmp/selftest.log",
+        SELFTEST_TIMEOUT,
+        lambda report: dpplab.check_engine(dpplab.engine_lines(report), option("dpp_engine")),
+    )
 
 
 def test_interop(shell, option, ktap_items):
     """dmapingpong-interop (targets with dpp_interop: yes): vgem and vivid
-    import our buffers, fences cross drivers both ways; each test point a
-    test."""
+    import our buffers, fences cross drivers both ways, our jobs import
+    other exporters' buffers; each test point a test, and those jobs ran on
+    the environment's engine."""
     if option("dpp_interop") != "yes":
         pytest.skip("the target's kernel has no vgem and vivid (dpp_interop)")
-    out, rc = run(shell, "RUST_LOG_STYLE=never dmapingpong-interop 2>/tmp/interop.log", INTEROP_TIMEOUT)
-    report = dpplab.parse_ktap(out)
-    ktap_items("interop", report.cases)
-    problems = dpplab.check_report(report, "dmapingpong-interop")
-    # The jobs on other exporters' buffers ran on the machine's engine.
-    engines = [m.group(1) for c in report.cases for d in c.diagnostics for m in [INTEROP_ENGINE.match(d)] if m]
-    if not engines:
-        problems.append("no 'engine:' diagnostic of the jobs on other exporters' buffers")
-    elif set(engines) != {option("dpp_engine")}:
-        problems.append(f"jobs on other exporters' buffers ran on {sorted(set(engines))}, expected {option('dpp_engine')}")
-    failed = [c.name for c in report.cases if not c.ok]
-    if (rc == 0) != (not failed):
-        problems.append(f"exit status {rc} but failed test points: {failed or 'none'}")
-    if problems:
-        log, _ = run(shell, "tail -n 40 /tmp/interop.log")
-        problems += ["stderr:"] + log
-    assert not problems, "\n".join(problems)
+
+    def engines(report):
+        found = [m.group(1) for c in report.cases for d in c.diagnostics for m in [INTEROP_ENGINE.match(d)] if m]
+        if not found:
+            return ["no 'engine:' diagnostic of the jobs on other exporters' buffers"]
+        if set(found) != {option("dpp_engine")}:
+            return [f"jobs on other exporters' buffers ran on {sorted(set(found))}, expected {option('dpp_engine')}"]
+        return []
+
+    run_ktap_suite(
+        shell,
+        ktap_items,
+        "interop",
+        "RUST_LOG_STYLE=never dmapingpong-interop",
+        "/tmp/interop.log",
+        INTEROP_TIMEOUT,
+        engines,
+    )
 
 
 @pytest.mark.parametrize("mode", ["explicit", "implicit"])

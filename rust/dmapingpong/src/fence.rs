@@ -113,20 +113,32 @@ impl SyncFile {
         poll_fd(self.fd.as_fd(), PollFlags::IN, timeout, "sync_file")
     }
 
+    /// `SYNC_IOC_FILE_INFO` into `info`.
+    ///
+    /// # Safety
+    ///
+    /// `info.sync_fence_info` is 0 with `info.num_fences` 0 (the kernel
+    /// then only reports the number of fences), or points to
+    /// `info.num_fences` writable `struct sync_fence_info`s.
+    unsafe fn file_info(&self, info: &mut sys::SyncFileInfo) -> Result<()> {
+        // SAFETY: SYNC_IOC_FILE_INFO is `_IOWR('>', 4, struct
+        // sync_file_info)`, `SyncFileInfo` mirrors that structure, and the
+        // array it points to is the caller's guarantee.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(info),
+            )
+        }
+        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))
+    }
+
     /// The fence's state from `SYNC_IOC_FILE_INFO` (status 1: signalled,
     /// 0: active, negative: error).
     pub fn status(&self) -> Result<FenceStatus> {
         let mut info = sys::SyncFileInfo::default();
-        // SAFETY: SYNC_IOC_FILE_INFO is `_IOWR('>', 4, struct
-        // sync_file_info)` and `SyncFileInfo` mirrors that structure. With
-        // `num_fences == 0` the kernel does not follow `sync_fence_info`.
-        unsafe {
-            ioctl(
-                &self.fd,
-                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
-            )
-        }
-        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        // SAFETY: `num_fences` is 0.
+        unsafe { self.file_info(&mut info) }?;
         Ok(fence_status(info.status))
     }
 
@@ -134,15 +146,8 @@ impl SyncFile {
     /// or of `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`), from `SYNC_IOC_FILE_INFO`.
     pub fn fences(&self) -> Result<Vec<FenceInfo>> {
         let mut info = sys::SyncFileInfo::default();
-        // SAFETY: as in `status`: with `num_fences == 0` the kernel only
-        // reports the number of fences.
-        unsafe {
-            ioctl(
-                &self.fd,
-                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
-            )
-        }
-        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        // SAFETY: `num_fences` is 0: the kernel reports the number.
+        unsafe { self.file_info(&mut info) }?;
         let empty = sys::SyncFenceInfo {
             obj_name: [0; 32],
             driver_name: [0; 32],
@@ -152,16 +157,10 @@ impl SyncFile {
         };
         let mut fences = vec![empty; info.num_fences as usize];
         info.sync_fence_info = fences.as_mut_ptr() as u64;
-        // SAFETY: as above; `sync_fence_info` points to `num_fences` writable
-        // `struct sync_fence_info`s, which the kernel fills (it fails with
-        // `EINVAL` if the sync_file holds more fences than that by now).
-        unsafe {
-            ioctl(
-                &self.fd,
-                Updater::<{ sys::SYNC_IOC_FILE_INFO }, sys::SyncFileInfo>::new(&mut info),
-            )
-        }
-        .map_err(|e| Error::os("SYNC_IOC_FILE_INFO", "sync_file", e))?;
+        // SAFETY: `sync_fence_info` points to `num_fences` writable entries
+        // (the kernel fails with `EINVAL` if the sync_file holds more fences
+        // than that by now).
+        unsafe { self.file_info(&mut info) }?;
         Ok(fences
             .iter()
             .take(info.num_fences as usize)
