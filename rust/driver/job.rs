@@ -104,9 +104,13 @@ pub(crate) struct DmaJob {
 }
 
 impl DmaJob {
-    /// Maps the job's buffers for the DMA controller of `target` (the destination for writes,
-    /// the source for reads; one mapping for both if they are the same buffer of another
-    /// exporter), checks the segments of other exporters' mappings and chooses how a fill runs.
+    /// Maps the job's buffers for the DMA controller of `target` (one mapping for both if they
+    /// are the same buffer of another exporter), checks the segments of other exporters'
+    /// mappings and chooses how a fill runs.
+    ///
+    /// Buffers are mapped bidirectionally, ours and other exporters' alike: exporters such as
+    /// the dma-buf heaps sync every attachment's table with the direction of each CPU access
+    /// (`DMA_BUF_IOCTL_SYNC`), which the DMA API's checks report against a one-way mapping.
     pub(crate) fn prepare(
         pool: &Pool,
         target: &DmaTarget,
@@ -115,17 +119,11 @@ impl DmaJob {
         src: Option<&JobBuffer>,
     ) -> Result<Self> {
         let within = src.is_some_and(|src| src.same(dst));
-        let dst_dir = if within {
-            DataDirection::Bidirectional
-        } else {
-            DataDirection::FromDevice
-        };
-        let dst_map = dst.engine_map(pool, target, dst_dir, "destination")?;
+        let dir = DataDirection::Bidirectional;
+        let dst_map = dst.engine_map(pool, target, dir, "destination")?;
         let src_map = match (src, &dst_map) {
             (Some(_), JobMap::Foreign(map)) if within => Some(JobMap::Foreign(map.clone())),
-            (Some(src), _) => {
-                Some(src.engine_map(pool, target, DataDirection::ToDevice, "source")?)
-            }
+            (Some(src), _) => Some(src.engine_map(pool, target, dir, "source")?),
             (None, _) => None,
         };
         // The shortest segment of the other exporters' mappings in the job's ranges.

@@ -600,18 +600,16 @@ fn job_foreign_refused_ranges(ctx: &Ctx) -> Result<()> {
 }
 
 /// The use case of the README: vivid captures into its own buffers
-/// (vb2-vmalloc, exported with `VIDIOC_EXPBUF`); each frame is copied into
-/// one of ours by a device job submitted as soon as it is dequeued; the CPU
-/// verifies our copy (`DMA_BUF_IOCTL_SYNC` waits for the job's fence in our
-/// reservation); the capture buffer is queued again once the job's read
-/// fence in its reservation has signalled (`poll(POLLOUT)`). No explicit
-/// wait for a fence anywhere. (Not vb2-dma-contig: it exports one segment
-/// of the whole frame whatever the importer's `max_seg_size`, which the
-/// ZynqMP DMA leaves at the DMA core's 64 KiB default, and the DMA-API
-/// debugging reports that at the exporter's map.)
+/// (vb2-dma-contig, exported with `VIDIOC_EXPBUF`: one contiguous segment,
+/// as a camera's); each frame is copied into one of ours by a device job
+/// submitted as soon as it is dequeued; the CPU verifies our copy
+/// (`DMA_BUF_IOCTL_SYNC` waits for the job's fence in our reservation); the
+/// capture buffer is queued again once the job's read fence in its
+/// reservation has signalled (`poll(POLLOUT)`). No explicit wait for a
+/// fence anywhere.
 fn capture_copy_verify(ctx: &Ctx, diags: &mut Vec<String>) -> Result<()> {
     let dev = open(ctx)?;
-    let mut cap = Capture::open_vivid(0)?;
+    let mut cap = Capture::open_vivid(1)?;
     cap.set_input(0)?;
     cap.set_control(sys::VIVID_CID_TEST_PATTERN, sys::VIVID_PATTERN_100_COLORBAR)?;
     cap.set_control(sys::VIVID_CID_OSD_TEXT_MODE, sys::VIVID_OSD_NONE)?;

@@ -190,7 +190,8 @@ pub fn device_fill_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
 }
 
 /// Size of the buffers of `large_jobs`: larger than one transfer of a DMA
-/// job (8 segments; 512 KiB on ZynqMP DMA), at most a quarter of the pool.
+/// job (8 segments of the controller, or of the 64 KiB pattern buffer for
+/// fills: 512 KiB), at most a quarter of the pool.
 const LARGE_JOB: u64 = 8 << 20;
 
 /// Jobs that take several DMA transfers (the driver splits them: a
