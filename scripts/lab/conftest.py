@@ -106,3 +106,9 @@ def pytest_addoption(parser):
         metavar="CLASSES",
         help="only these classes of the robustness suite (comma-separated)",
     )
+    parser.addoption(
+        "--dpp-interop-only",
+        default="",
+        metavar="TESTS",
+        help="only these tests of the interop suite (comma-separated; scripts/mutation-check)",
+    )

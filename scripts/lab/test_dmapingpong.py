@@ -119,7 +119,7 @@ def test_selftest(shell, option, ktap_items, request):
     )
 
 
-def test_interop(shell, option, ktap_items):
+def test_interop(shell, option, ktap_items, request):
     """dmapingpong-interop (targets with dpp_interop: yes): vgem and vivid
     import our buffers, fences cross drivers both ways, our jobs import
     other exporters' buffers; each test point a test, and those jobs ran on
@@ -135,11 +135,15 @@ def test_interop(shell, option, ktap_items):
             return [f"jobs on other exporters' buffers ran on {sorted(set(found))}, expected {option('dpp_engine')}"]
         return []
 
+    cmd = "RUST_LOG_STYLE=never dmapingpong-interop"
+    only = request.config.getoption("--dpp-interop-only")
+    if only:
+        cmd += f" --only {only}"
     run_ktap_suite(
         shell,
         ktap_items,
         "interop",
-        "RUST_LOG_STYLE=never dmapingpong-interop",
+        cmd,
         "/tmp/interop.log",
         INTEROP_TIMEOUT,
         engines,

@@ -77,8 +77,9 @@ CONFFILES:${PN}-selftest = "${sysconfdir}/dmapingpong/selftest.toml"
 # The self-test reloads the module (rmmod/modprobe).
 RDEPENDS:${PN}-selftest = "kernel-module-dmapingpong kmod"
 RDEPENDS:${PN}-robustness = "kernel-module-dmapingpong"
-# It loads vgem and vivid (modprobe).
+# It loads vgem and vivid (modprobe), where the kernel has them as modules.
 RDEPENDS:${PN}-interop = "kernel-module-dmapingpong kmod"
+RRECOMMENDS:${PN}-interop = "kernel-module-vgem kernel-module-vivid"
 RDEPENDS:${PN}-ptest += "${PN}-selftest"
 
 INITSCRIPT_PACKAGES = "${PN}-selftest"

@@ -31,6 +31,11 @@ pub fn check_colorbar(
     height: usize,
     bytesperline: usize,
 ) -> Result<()> {
+    if width < 4 * BARS.len() || height == 0 {
+        return Err(Failure::Check(format!(
+            "a {width}x{height} frame is too small for the bars"
+        )));
+    }
     if frame.len() < height * bytesperline || bytesperline < 3 * width {
         return Err(Failure::Check(format!(
             "frame of {} bytes too small for {width}x{height} RGB24, {bytesperline} bytes per line",

@@ -4,13 +4,14 @@
 //! vgem (DRM PRIME, vgem fences) and vivid (V4L2 capture into dma-bufs).
 //!
 //! ```text
-//! dmapingpong-interop [--device /dev/dmapingpong] [--frames N] [--only TEST[,TEST...]] [--no-modprobe]
+//! dmapingpong-interop [--device /dev/dmapingpong] [--frames N] [--only TEST[,TEST...]]
+//!                     [--no-modprobe] [--timeout-ms MS] [--hold-ms MS]
 //! ```
 //!
 //! Loads the drivers it needs first (`modprobe vgem`; `modprobe vivid
 //! n_devs=2 node_types=0x1,0x1 allocators=0,1`: two video capture instances,
 //! one with vb2's vmalloc allocator, one with dma-contig), unless
-//! `--no-modprobe`, and unloads them at the end. A missing driver fails the
+//! `--no-modprobe`, and unloads at the end the ones it loaded. A missing driver fails the
 //! tests that need it (it is not a skip: the QEMU kernels have them,
 //! `configs/kernel/interop.cfg`).
 //!
@@ -19,6 +20,11 @@
 //! are unloaded, the device holds no more buffers and pending fences than
 //! before the suite. Logs go to stderr (`RUST_LOG`, default `info`). Exits
 //! non-zero if any test failed.
+
+// The V4L2 structures of `sys` are laid out for 64-bit little-endian
+// targets (aarch64, x86-64): `struct timeval`, the `m` union.
+#[cfg(not(all(target_pointer_width = "64", target_endian = "little")))]
+compile_error!("dmapingpong-interop supports 64-bit little-endian targets only");
 
 #[macro_use]
 mod error;
@@ -118,14 +124,32 @@ fn vivid_as_needed() -> bool {
         && param("node_types").starts_with("1,1")
 }
 
-fn load_modules() -> Result<()> {
-    modprobe(&["vgem"])?;
-    if Path::new("/sys/module/vivid").exists() && !vivid_as_needed() {
-        run_tool("rmmod", &["vivid"])?;
+/// Loads vgem and vivid (each whatever became of the other); returns the
+/// modules it loaded, which the suite unloads at the end, and the errors.
+fn load_modules() -> (Vec<&'static str>, Vec<Failure>) {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    if !Path::new("/sys/module/vgem").exists() {
+        match modprobe(&["vgem"]) {
+            Ok(()) => loaded.push("vgem"),
+            Err(e) => errors.push(e),
+        }
     }
-    let mut args = vec!["vivid"];
-    args.extend(VIVID_PARAMS);
-    modprobe(&args)
+    if Path::new("/sys/module/vivid").exists() && !vivid_as_needed() {
+        if let Err(e) = run_tool("rmmod", &["vivid"]) {
+            errors.push(e);
+            return (loaded, errors);
+        }
+    }
+    if !Path::new("/sys/module/vivid").exists() {
+        let mut args = vec!["vivid"];
+        args.extend(VIVID_PARAMS);
+        match modprobe(&args) {
+            Ok(()) => loaded.push("vivid"),
+            Err(e) => errors.push(e),
+        }
+    }
+    (loaded, errors)
 }
 
 fn main() -> ExitCode {
@@ -164,11 +188,20 @@ fn held(ctx: &Ctx) -> Result<(u64, u64)> {
 fn run(ctx: &Ctx, tests: &[&tests::Test], modules: bool) -> std::io::Result<bool> {
     let mut ktap = Ktap::new(std::io::stdout().lock(), tests.len() + 1)?;
     let before = held(ctx);
-    let loaded = if modules { load_modules() } else { Ok(()) };
-    if let Err(e) = &loaded {
+    let (loaded, errors) = if modules {
+        load_modules()
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for e in &errors {
         ktap.diag(&format!("loading the drivers: {e}"))?;
-    } else if modules {
-        ktap.diag(&format!("modules: vgem, vivid {}", VIVID_PARAMS.join(" ")))?;
+    }
+    if !loaded.is_empty() {
+        ktap.diag(&format!(
+            "loaded: {} (vivid {})",
+            loaded.join(", "),
+            VIVID_PARAMS.join(" ")
+        ))?;
     }
     for test in tests {
         ktap.diag(test.about)?;
@@ -187,12 +220,15 @@ fn run(ctx: &Ctx, tests: &[&tests::Test], modules: bool) -> std::io::Result<bool
     }
     // The importers let go of our buffers when they are unloaded (vivid's
     // queues are freed by the tests already).
-    let unloaded = if modules {
-        // Only these two: the cores they loaded (DRM, V4L2) may stay.
-        run_tool("rmmod", &["vivid"]).and_then(|()| run_tool("rmmod", &["vgem"]))
-    } else {
-        Ok(())
-    };
+    // Only what this run loaded, each on its own; the cores they pulled in
+    // (DRM, V4L2) may stay.
+    let mut unloaded: Result<()> = Ok(());
+    for module in loaded.iter().rev() {
+        let result = run_tool("rmmod", &[module]);
+        if unloaded.is_ok() {
+            unloaded = result;
+        }
+    }
     let left = (|| {
         unloaded?;
         let before =

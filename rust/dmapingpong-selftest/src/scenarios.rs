@@ -622,16 +622,17 @@ fn modtool(tool: &str, name: &str) -> anyhow::Result<Result<(), String>> {
 /// device job copies each frame into one of our buffers as soon as it is
 /// dequeued, the CPU verifies the colour bars, with fences end to end. It is
 /// `dmapingpong-interop`'s test point `capture_copy_verify` (which loads
-/// vivid and unloads it), run here. Skipped where the kernel has no vivid
-/// module or the image no `dmapingpong-interop`.
+/// vgem and vivid and unloads them), run here. Skipped where the kernel has
+/// no vivid (module or built in) or the image no `dmapingpong-interop`.
 fn capture_copy(cfg: &Config, diags: &mut Diags) -> anyhow::Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let deps = std::fs::read_to_string(format!("/lib/modules/{}/modules.dep", release.trim()))
-        .unwrap_or_default();
-    if !deps
-        .lines()
-        .any(|l| l.split(':').next().is_some_and(|m| m.contains("/vivid.ko")))
-    {
+    let has_vivid = |file: &str| {
+        std::fs::read_to_string(format!("/lib/modules/{}/{file}", release.trim()))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(':').next().is_some_and(|m| m.contains("/vivid.ko")))
+    };
+    if !has_vivid("modules.dep") && !has_vivid("modules.builtin") {
         return Err(Skip("the kernel has no vivid module (CONFIG_VIDEO_VIVID)".into()).into());
     }
     let out = match Command::new("dmapingpong-interop")
