@@ -79,8 +79,8 @@ RDEPENDS:${PN}-selftest = "kernel-module-dmapingpong kmod"
 RDEPENDS:${PN}-robustness = "kernel-module-dmapingpong"
 # It loads vgem and vivid (modprobe), where the kernel has them as modules.
 RDEPENDS:${PN}-interop = "kernel-module-dmapingpong kmod"
-RRECOMMENDS:${PN}-interop = "kernel-module-vgem kernel-module-vivid"
 RDEPENDS:${PN}-ptest += "${PN}-selftest"
+RRECOMMENDS:${PN}-interop = "kernel-module-vgem kernel-module-vivid"
 
 INITSCRIPT_PACKAGES = "${PN}-selftest"
 INITSCRIPT_NAME:${PN}-selftest = "dmapingpong-selftest"

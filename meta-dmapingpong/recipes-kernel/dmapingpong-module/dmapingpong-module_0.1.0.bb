@@ -23,7 +23,7 @@ inherit module-rust dmapingpong
 # repository layout.
 # nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
 FILESEXTRAPATHS:prepend := "${@dmapingpong_filesextrapaths(d, '.')}"
-SRC_URI = "${@dmapingpong_src_uri(d, 'rust/driver/Kbuild rust/driver/Makefile rust/driver/buffer.rs rust/driver/debugfs.rs rust/driver/dmapingpong.rs rust/driver/driver.rs rust/driver/engine.rs rust/driver/fence.rs rust/driver/file.rs rust/driver/job.rs rust/driver/pool.rs rust/uapi/src/abi.rs')}"
+SRC_URI = "${@dmapingpong_src_uri(d, 'rust/driver/Kbuild rust/driver/Makefile rust/driver/buffer.rs rust/driver/debugfs.rs rust/driver/dmapingpong.rs rust/driver/driver.rs rust/driver/engine.rs rust/driver/fence.rs rust/driver/file.rs rust/driver/import.rs rust/driver/job.rs rust/driver/pool.rs rust/uapi/src/abi.rs')}"
 
 S = "${DMAPINGPONG_UNPACK}/rust/driver"
 
