@@ -40,7 +40,7 @@ mod tests;
 mod v4l2;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -90,23 +90,14 @@ fn test_names(s: &str) -> Result<String, String> {
 /// vmalloc allocator, 1 with dma-contig.
 const VIVID_PARAMS: [&str; 3] = ["n_devs=2", "node_types=0x1,0x1", "allocators=0,1"];
 
-/// Runs `modprobe` or `rmmod` with `args`.
+/// Runs `modprobe` or `rmmod` with `args` (`dmapingpong::module`).
 fn run_tool(tool: &str, args: &[&str]) -> Result<()> {
     let what = format!("{tool} {}", args.join(" "));
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|e| Failure::Missing(format!("{what}: {e}")))?;
-    if out.status.success() {
-        return Ok(());
+    match dmapingpong::module::run_tool_args(tool, args) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(Failure::Missing(format!("{what}: {why}"))),
+        Err(e) => Err(Failure::Missing(format!("{what}: {e}"))),
     }
-    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stdout));
-    Err(Failure::Missing(format!(
-        "{what}: {} ({})",
-        out.status,
-        text.trim()
-    )))
 }
 
 fn modprobe(args: &[&str]) -> Result<()> {

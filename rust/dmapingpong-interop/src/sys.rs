@@ -2,9 +2,8 @@
 //! it: DRM PRIME and dumb buffers (`include/uapi/drm/drm.h`,
 //! `drm_mode.h`), vgem fences (`include/uapi/drm/vgem_drm.h`), V4L2 capture
 //! (`include/uapi/linux/videodev2.h`) and vivid's controls
-//! (`drivers/media/test-drivers/vivid/vivid-ctrls.c`), and udmabuf
-//! (`include/uapi/linux/udmabuf.h`). The opcodes are checked against the
-//! numbers the kernel headers give (tests below).
+//! (`drivers/media/test-drivers/vivid/vivid-ctrls.c`). The opcodes are
+//! checked against the numbers the kernel headers give (tests below).
 
 use std::os::fd::BorrowedFd;
 
@@ -250,20 +249,6 @@ pub const VIDIOC_STREAMOFF: Opcode = opcode::write::<i32>(V, 19);
 pub const VIDIOC_S_CTRL: Opcode = opcode::read_write::<V4l2Control>(V, 28);
 pub const VIDIOC_S_INPUT: Opcode = opcode::read_write::<i32>(V, 39);
 
-/// `struct udmabuf_create`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UdmabufCreate {
-    pub memfd: u32,
-    pub flags: u32,
-    pub offset: u64,
-    pub size: u64,
-}
-
-/// `UDMABUF_FLAGS_CLOEXEC`.
-pub const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
-pub const UDMABUF_CREATE: Opcode = opcode::write::<UdmabufCreate>(b'u', 0x42);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +262,7 @@ mod tests {
         assert_eq!(size_of::<V4l2Capability>(), 104);
         assert_eq!(size_of::<V4l2ExportBuffer>(), 64);
         assert_eq!(size_of::<V4l2RequestBuffers>(), 20);
-        let want: [(Opcode, u64); 17] = [
+        let want: [(Opcode, u64); 16] = [
             (DRM_IOCTL_GEM_CLOSE, 0x4008_6409),
             (DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d),
             (DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e),
@@ -294,7 +279,6 @@ mod tests {
             (VIDIOC_STREAMOFF, 0x4004_5613),
             (VIDIOC_S_CTRL, 0xc008_561c),
             (VIDIOC_S_INPUT, 0xc004_5627),
-            (UDMABUF_CREATE, 0x4018_7542),
         ];
         for (ours, kernel) in want {
             assert_eq!(ours as u64, kernel, "{kernel:#x}");

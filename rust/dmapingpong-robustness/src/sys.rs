@@ -34,10 +34,6 @@ pub const DMA_BUF_SET_NAME: u32 = ioc(IOC_WRITE, b'b', 1, 8);
 pub const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: u32 = ioc(IOC_READ | IOC_WRITE, b'b', 2, 8);
 /// `SYNC_IOC_FILE_INFO`: `_IOWR('>', 4, struct sync_file_info)`.
 pub const SYNC_IOC_FILE_INFO: u32 = ioc(IOC_READ | IOC_WRITE, b'>', 4, 56);
-/// `DMA_HEAP_IOCTL_ALLOC`: `_IOWR('H', 0, struct dma_heap_allocation_data)`.
-pub const DMA_HEAP_IOCTL_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, b'H', 0, 24);
-/// `UDMABUF_CREATE`: `_IOW('u', 0x42, struct udmabuf_create)`.
-pub const UDMABUF_CREATE: u32 = ioc(IOC_WRITE, b'u', 0x42, 24);
 /// `DMA_BUF_NAME_LEN`: longest dma-buf name including the NUL.
 pub const DMA_BUF_NAME_LEN: usize = 32;
 
@@ -181,49 +177,15 @@ pub fn adopt_fd(raw: i32) -> OwnedFd {
 /// A dma-buf of another exporter: a dma-heap (`/dev/dma_heap/system`) or
 /// udmabuf (`/dev/udmabuf`) buffer of `size` bytes, or why there is none.
 pub fn foreign_dma_buf(size: u64) -> Result<(OwnedFd, &'static str), String> {
-    use rustix::fs::{Mode, OFlags};
-    let open = |p: &str| rustix::fs::open(p, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty());
-    let mut why = Vec::new();
-    match open("/dev/dma_heap/system") {
-        Ok(heap) => {
-            // struct dma_heap_allocation_data { u64 len; u32 fd; u32 fd_flags; u64 heap_flags; }
-            let mut arg = [0u8; 24];
-            arg[..8].copy_from_slice(&size.to_ne_bytes());
-            let fd_flags = (OFlags::RDWR | OFlags::CLOEXEC).bits();
-            arg[12..16].copy_from_slice(&fd_flags.to_ne_bytes());
-            match ioctl_bytes(heap.as_fd(), DMA_HEAP_IOCTL_ALLOC, &mut arg) {
-                Ok(_) => {
-                    let fd = i32::from_ne_bytes(arg[8..12].try_into().expect("4 bytes"));
-                    return Ok((adopt_fd(fd), "dma-heap system"));
-                }
-                Err(e) => why.push(format!("DMA_HEAP_IOCTL_ALLOC: {e}")),
-            }
-        }
-        Err(e) => why.push(format!("/dev/dma_heap/system: {e}")),
+    let heap = dmapingpong::DmaHeap::open("system").and_then(|heap| heap.alloc(size));
+    let heap_error = match heap {
+        Ok(buf) => return Ok((buf.into(), "dma-heap system")),
+        Err(e) => e,
+    };
+    match dmapingpong::baseline::udmabuf(size) {
+        Ok(buf) => Ok((buf.into(), "udmabuf")),
+        Err(e) => Err(format!("{heap_error}; {e}")),
     }
-    match open("/dev/udmabuf") {
-        Ok(dev) => {
-            let memfd = rustix::fs::memfd_create(
-                "robustness",
-                rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-            )
-            .map_err(|e| format!("memfd_create: {e}"))?;
-            rustix::fs::ftruncate(&memfd, size).map_err(|e| format!("ftruncate: {e}"))?;
-            rustix::fs::fcntl_add_seals(&memfd, rustix::fs::SealFlags::SHRINK)
-                .map_err(|e| format!("F_ADD_SEALS: {e}"))?;
-            // struct udmabuf_create { u32 memfd; u32 flags; u64 offset; u64 size; }
-            let mut arg = [0u8; 24];
-            arg[..4].copy_from_slice(&memfd.as_raw_fd().to_ne_bytes());
-            arg[4..8].copy_from_slice(&1u32.to_ne_bytes()); // UDMABUF_FLAGS_CLOEXEC
-            arg[16..24].copy_from_slice(&size.to_ne_bytes());
-            match ioctl_bytes(dev.as_fd(), UDMABUF_CREATE, &mut arg) {
-                Ok(fd) => return Ok((adopt_fd(fd), "udmabuf")),
-                Err(e) => why.push(format!("UDMABUF_CREATE: {e}")),
-            }
-        }
-        Err(e) => why.push(format!("/dev/udmabuf: {e}")),
-    }
-    Err(why.join("; "))
 }
 
 /// Whether `fd` has `FD_CLOEXEC`.
@@ -368,8 +330,6 @@ mod tests {
         assert_eq!(DMA_BUF_SET_NAME, 0x4008_6201);
         assert_eq!(DMA_BUF_IOCTL_EXPORT_SYNC_FILE, 0xc008_6202);
         assert_eq!(SYNC_IOC_FILE_INFO, 0xc038_3e04);
-        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
-        assert_eq!(UDMABUF_CREATE, 0x4018_7542);
         use dmapingpong::uapi as u;
         assert_eq!(
             ioc(IOC_READ, u::DPP_IOC_MAGIC, 0, u::DppInfo::SIZE as u32),

@@ -5,6 +5,8 @@
 //!   `Documentation/userspace-api/dma-buf-heaps.rst`): `system` (page
 //!   allocator, `CONFIG_DMABUF_HEAPS_SYSTEM`) or the default CMA area
 //!   (`CONFIG_DMABUF_HEAPS_CMA`). Its buffers are [`DmaBuf`]s like ours.
+//! * [`udmabuf`]: a dma-buf over the pages of a sealed memfd
+//!   (`include/uapi/linux/udmabuf.h`, `CONFIG_UDMABUF`).
 //! * [`SwSyncTimeline`]: a software timeline of `sw_sync`
 //!   (`drivers/dma-buf/sw_sync.c`, `CONFIG_SW_SYNC`, a debugfs test
 //!   interface): fences at points of the timeline as [`SyncFile`]s, signalled
@@ -13,8 +15,11 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
-use rustix::ioctl::{Setter, Updater, ioctl, opcode};
+use std::ffi::c_void;
+use std::os::fd::AsRawFd;
+
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::ioctl::{Ioctl, IoctlOutput, Opcode, Setter, Updater, ioctl, opcode};
 
 use crate::error::{Error, Result};
 use crate::{DmaBuf, SyncFile};
@@ -107,6 +112,78 @@ impl DmaHeap {
     }
 }
 
+/// `struct udmabuf_create` (`include/uapi/linux/udmabuf.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct UdmabufCreate {
+    memfd: u32,
+    flags: u32,
+    offset: u64,
+    size: u64,
+}
+
+/// `UDMABUF_FLAGS_CLOEXEC`.
+const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
+/// `UDMABUF_CREATE`: `_IOW('u', 0x42, struct udmabuf_create)`.
+const UDMABUF_CREATE: Opcode = opcode::write::<UdmabufCreate>(b'u', 0x42);
+
+/// `UDMABUF_CREATE`, whose result is the new dma-buf's fd (the ioctl's
+/// return value).
+struct UdmabufCreateIoctl(UdmabufCreate);
+
+// SAFETY: `UDMABUF_CREATE` is `_IOW('u', 0x42, struct udmabuf_create)`:
+// the kernel reads the structure `as_ptr` points to and returns the new fd.
+unsafe impl Ioctl for UdmabufCreateIoctl {
+    type Output = i32;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> Opcode {
+        UDMABUF_CREATE
+    }
+
+    fn as_ptr(&mut self) -> *mut c_void {
+        (&raw mut self.0).cast()
+    }
+
+    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> rustix::io::Result<i32> {
+        Ok(out)
+    }
+}
+
+/// The device node of udmabuf.
+pub const UDMABUF_PATH: &str = "/dev/udmabuf";
+
+/// A udmabuf of `size` bytes (a multiple of the page size) over a new memfd
+/// sealed against shrinking, as udmabuf requires.
+///
+/// Errors: `ENOENT` (no [`UDMABUF_PATH`]: `CONFIG_UDMABUF`), `EINVAL`
+/// (`size` not page-aligned), `ENOMEM`.
+pub fn udmabuf(size: u64) -> Result<DmaBuf> {
+    let dev = rustix::fs::open(UDMABUF_PATH, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::os("open", UDMABUF_PATH, e))?;
+    let memfd = rustix::fs::memfd_create(
+        "dmapingpong-udmabuf",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| Error::os("memfd_create", "memfd", e))?;
+    rustix::fs::ftruncate(&memfd, size).map_err(|e| Error::os("ftruncate", "memfd", e))?;
+    rustix::fs::fcntl_add_seals(&memfd, SealFlags::SHRINK)
+        .map_err(|e| Error::os("F_ADD_SEALS", "memfd", e))?;
+    let arg = UdmabufCreateIoctl(UdmabufCreate {
+        memfd: memfd.as_raw_fd() as u32,
+        flags: UDMABUF_FLAGS_CLOEXEC,
+        offset: 0,
+        size,
+    });
+    // SAFETY: see the `Ioctl` implementation.
+    let fd =
+        unsafe { ioctl(&dev, arg) }.map_err(|e| Error::os("UDMABUF_CREATE", UDMABUF_PATH, e))?;
+    // SAFETY: on success the kernel installed a new fd that nothing else
+    // owns; we take ownership of it exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    DmaBuf::from_fd(fd)
+}
+
 /// A `sw_sync` timeline: each open of `/sys/kernel/debug/sync/sw_sync` is a
 /// new one, at point 0. Closing it signals its pending fences with an error.
 #[derive(Debug)]
@@ -168,6 +245,8 @@ mod tests {
     fn opcodes() {
         assert_eq!(size_of::<DmaHeapAllocationData>(), 24);
         assert_eq!(size_of::<SwSyncCreateFenceData>(), 40);
+        assert_eq!(size_of::<UdmabufCreate>(), 24);
+        assert_eq!(u64::from(UDMABUF_CREATE), 0x4018_7542);
         assert_eq!(u64::from(DMA_HEAP_IOCTL_ALLOC), 0xc018_4800);
         assert_eq!(u64::from(SW_SYNC_IOC_CREATE_FENCE), 0xc028_5700);
         assert_eq!(u64::from(SW_SYNC_IOC_INC), 0x4004_5701);

@@ -9,8 +9,13 @@ use std::process::{Command, Stdio};
 /// exit status and standard error if it failed (for `rmmod` of a module in
 /// use, that is the expected answer); `Err` only if it could not be started.
 pub fn run_tool(tool: &str, module: &str) -> io::Result<Result<(), String>> {
+    run_tool_args(tool, &[module])
+}
+
+/// [`run_tool`] with any arguments (`modprobe vivid n_devs=2 ...`).
+pub fn run_tool_args(tool: &str, args: &[&str]) -> io::Result<Result<(), String>> {
     let out = Command::new(tool)
-        .arg(module)
+        .args(args)
         .stdin(Stdio::null())
         .output()?;
     Ok(if out.status.success() {
